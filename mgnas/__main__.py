@@ -1,0 +1,3 @@
+from mgnas.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,106 @@
+"""One registry, one builder (timm's ``register_model`` / ``create_model`` idea).
+
+- A **family** builder turns an :class:`~mgnas.spec.ArchSpec` of that family into an ``nn.Module``
+  (``@register_family("resnet")``). :func:`build_model` is the only path from a spec to a module.
+- A **named model** is a function returning an ``ArchSpec`` (``@register_model``); its keyword-only
+  arguments are the documented knobs (``group_size``, ``width`` ...). ``create_model(name, **kw)``
+  is ``build_model(model_spec(name, **kw))``. So every named model is a spec plus the one builder.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import inspect
+import os
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from torch import nn
+
+from ..spec import ArchSpec, SpecError, load
+
+FamilyBuilder = Callable[[ArchSpec], nn.Module]
+SpecFactory = Callable[..., ArchSpec]
+
+_FAMILIES: dict[str, FamilyBuilder] = {}
+_MODELS: dict[str, SpecFactory] = {}
+
+
+def register_family(name: str) -> Callable[[FamilyBuilder], FamilyBuilder]:
+    def deco(fn: FamilyBuilder) -> FamilyBuilder:
+        if name in _FAMILIES:
+            raise ValueError(f"family {name!r} is already registered")
+        _FAMILIES[name] = fn
+        return fn
+
+    return deco
+
+
+def register_model(fn: SpecFactory) -> SpecFactory:
+    """Register a named model: a function of keyword-only arguments returning its ArchSpec."""
+    name = fn.__name__
+    if name in _MODELS:
+        raise ValueError(f"model {name!r} is already registered")
+    _MODELS[name] = fn
+    return fn
+
+
+def list_models(pattern: str | None = None) -> list[str]:
+    """Registered model names, sorted; ``pattern`` is a shell-style wildcard (``"mgic*"``)."""
+    names = sorted(_MODELS)
+    if pattern:
+        glob = pattern if any(c in pattern for c in "*?[") else f"*{pattern}*"
+        names = [n for n in names if fnmatch.fnmatch(n, glob)]
+    return names
+
+
+def list_families() -> list[str]:
+    return sorted(_FAMILIES)
+
+
+def _unknown(kind: str, name: str, valid: list[str]) -> ValueError:
+    close = difflib.get_close_matches(name, valid, n=4, cutoff=0.5)
+    hint = f"; did you mean {', '.join(close)}?" if close else f"; run `mgnas models` to list them ({len(valid)} known)"
+    return ValueError(f"unknown {kind} {name!r}{hint}")
+
+
+def model_kwargs(name: str) -> dict[str, Any]:
+    """The keyword arguments a named model accepts, with their defaults."""
+    fn = _MODELS[name]
+    return {p.name: p.default for p in inspect.signature(fn).parameters.values() if p.kind is p.KEYWORD_ONLY}
+
+
+def model_spec(name: str, **kwargs: Any) -> ArchSpec:
+    """The ArchSpec of a named model. ``None`` kwargs are dropped (CLI defaults never override model defaults)."""
+    if name not in _MODELS:
+        raise _unknown("model", name, sorted(_MODELS))
+    valid = model_kwargs(name)
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    for key in kwargs:
+        if key not in valid:
+            listing = ", ".join(f"{k}={v!r}" for k, v in valid.items()) or "none"
+            raise ValueError(f"{name}: unknown argument {key!r}; valid arguments: {listing}")
+    spec = _MODELS[name](**kwargs)
+    if not spec.name:
+        spec = spec.with_name(name)
+    return spec
+
+
+def build_model(spec: ArchSpec | Mapping[str, Any] | str | os.PathLike[str]) -> nn.Module:
+    """Build the module a spec describes (a spec object, its JSON dict, or a path to a spec file)."""
+    if isinstance(spec, (str, os.PathLike)):
+        spec = load(spec)
+    elif isinstance(spec, Mapping):
+        spec = ArchSpec.from_dict(spec)
+    builder = _FAMILIES.get(spec.family)
+    if builder is None:
+        raise SpecError("family", str(_unknown("family", spec.family, sorted(_FAMILIES))).removeprefix("unknown "))
+    model = builder(spec)
+    model.spec = spec  # type: ignore[assignment]  # for provenance: which spec built this module
+    return model
+
+
+def create_model(name: str, **kwargs: Any) -> nn.Module:
+    """``build_model(model_spec(name, **kwargs))``."""
+    return build_model(model_spec(name, **kwargs))
