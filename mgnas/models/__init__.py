@@ -3,7 +3,13 @@
 # one import per family file; importing registers its builder and named models
 from . import mgic, mgnet, mobilenet, multigrid, resnet, wrn  # noqa: F401
 from ._registry import (
-    build_model, create_model, list_families, list_models, model_kwargs, model_spec, register_family,
+    build_model,
+    create_model,
+    list_families,
+    list_models,
+    model_kwargs,
+    model_spec,
+    register_family,
     register_model,
 )
 

@@ -84,7 +84,8 @@ def model_spec(name: str, **kwargs: Any) -> ArchSpec:
     spec = _MODELS[name](**kwargs)
     if not spec.name:
         spec = spec.with_name(name)
-    return spec
+    # provenance is not hashed: it says how the spec was made, so spaces can decode and replay it
+    return spec.with_provenance(model=name, model_kwargs=kwargs)
 
 
 def build_model(spec: ArchSpec | Mapping[str, Any] | str | os.PathLike[str]) -> nn.Module:

@@ -1,5 +1,6 @@
-"""The layers (L1). Nothing here imports anything above ``mgnas.ops`` (no spec, models or search code).
+"""The layers (L1). Nothing here imports anything above ``mgnas.ops`` (no models, search or CLI code).
 
+``mgnas.ops`` may import ``mgnas.spec`` (L0, standard library only) and torch, nothing else of mgnas.
 Exports are resolved lazily so ``import mgnas.ops`` stays cheap and one layer's import error
 cannot break the others.
 """
@@ -16,9 +17,10 @@ _EXPORTS = {
     "dgconv": ("DGConv2d",),
     "two_level": ("TwoLevelGroupConv2d",),
     "mgic": ("MGICBlock", "MGICConnector", "ChannelRestriction", "ChannelProlongation",
-             "BasicCNNBlock", "BottleneckCNNBlock", "InvertedResidualCNNBlock"),
-    "mgnet": ("MgNetSmoother", "MgNetTransfer", "MgNetLevel", "SiCCycle", "MGiaDSmoother"),
-    "multigrid": ("MultigridConv2d", "MultigridResidualUnit", "pyramid_pool"),
+             "BasicCNNBlock", "BottleneckCNNBlock", "InvertedResidualCNNBlock", "mgic_levels"),
+    "mgnet": ("MgNetSmoother", "MgNetTransfer", "MgNetLevel", "SiCCycle", "MGiaDSmoother", "channel_levels"),
+    "multigrid": ("MultigridConv2d", "MultigridResidualUnit", "MultigridLayer", "MultigridPool", "pyramid_pool",
+                  "multigrid_pool"),
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = sorted(_WHERE)

@@ -54,5 +54,8 @@ def create_conv2d(
     if kind == "two_level":
         from .two_level import TwoLevelGroupConv2d
 
+        if dilation != 1:
+            raise ValueError(f"a two_level conv has no dilation (Lee et al. §3.2), got dilation={dilation}")
+
         return TwoLevelGroupConv2d(in_channels, out_channels, kernel_size, stride, pad, groups=groups, bias=bias)
     raise ValueError(f"unknown conv kind {kind!r}; valid kinds: dense, group, dgconv, two_level")

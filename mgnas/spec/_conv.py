@@ -78,6 +78,8 @@ class ConvSpec:
                 c = getattr(self, side)
                 if c % self.groups:
                     raise SpecError(p + "groups", f"{self.groups} does not divide {c} ({side})")
+        if self.kind == "two_level" and self.dilation != 1:
+            raise SpecError(p + "dilation", "a two_level conv has no dilation (Lee et al. §3.2); use 1")
         if self.kind == "dgconv" and self.groups != 1:
             raise SpecError(p + "groups", "a dgconv learns its groups; leave groups at 1")
         for name, n in (("in_perm", self.in_channels), ("out_perm", self.out_channels)):
