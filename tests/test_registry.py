@@ -80,3 +80,12 @@ def test_duplicate_registration_is_an_error():
 
     with pytest.raises(ValueError, match="already registered"):
         register_model(resnet20_cifar)
+
+
+def test_adapt_spec_to_other_data():
+    from mgnas.models import adapt_spec
+
+    spec = adapt_spec(model_spec("g_resnet20_cifar"), in_channels=1, num_classes=7, input_size=(1, 8, 8))
+    assert spec.in_channels == 1 and spec.num_classes == 7 and spec.input_size == (1, 8, 8)
+    assert spec.get("stem.conv.in_channels") == 1
+    assert build_model(spec)(torch.randn(2, 1, 8, 8)).shape == (2, 7)

@@ -3,6 +3,7 @@
 # one import per family file; importing registers its builder and named models
 from . import mgic, mgnet, mobilenet, multigrid, resnet, wrn  # noqa: F401
 from ._registry import (
+    adapt_spec,
     build_model,
     create_model,
     list_families,
@@ -14,6 +15,6 @@ from ._registry import (
 )
 
 __all__ = [
-    "build_model", "create_model", "list_models", "list_families", "model_spec", "model_kwargs",
+    "adapt_spec", "build_model", "create_model", "list_models", "list_families", "model_spec", "model_kwargs",
     "register_family", "register_model",
 ]

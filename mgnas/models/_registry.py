@@ -102,6 +102,18 @@ def build_model(spec: ArchSpec | Mapping[str, Any] | str | os.PathLike[str]) -> 
     return model
 
 
+def adapt_spec(spec: ArchSpec, *, in_channels: int, num_classes: int, input_size: tuple[int, int, int]) -> ArchSpec:
+    """The same architecture for another data set: input channels (the first conv), classes, input size.
+
+    The first conv in network order is the stem in every family, so changing its ``in_channels`` is enough.
+    """
+    first_path, _ = next(iter(spec.convs()))
+    return spec.with_values({
+        "in_channels": in_channels, "num_classes": num_classes, "input_size": list(input_size),
+        f"{first_path}.in_channels": in_channels,
+    })
+
+
 def create_model(name: str, **kwargs: Any) -> nn.Module:
     """``build_model(model_spec(name, **kwargs))``."""
     return build_model(model_spec(name, **kwargs))

@@ -30,7 +30,7 @@ from ._registry import register_family, register_model
 __all__ = [
     "BasicBlock", "Bottleneck", "ResNet",
     "resnet20_cifar", "resnet56_cifar", "resnet18_cifar", "resnet50", "resnext50_32x4d", "resnext101_32x4d",
-    "g_resnext50", "g_resnext101", "g_resnet56_cifar",
+    "g_resnext50", "g_resnext101", "g_resnet20_cifar", "g_resnet56_cifar",
 ]
 
 
@@ -234,6 +234,13 @@ def g_resnext101(*, num_classes: int = 1000) -> ArchSpec:
     """G-ResNeXt-101 supernet (Zhang et al. Table 1): ResNeXt-101 32x4d widths, every 3x3 a DGConv."""
     return _resnet_spec("bottleneck", [3, 4, 23, 3], [64, 128, 256, 512], cifar=False, stem_width=64,
                         num_classes=num_classes, groups=32, base_width=4, conv2_kind="dgconv")
+
+
+@register_model
+def g_resnet20_cifar(*, num_classes: int = 10) -> ArchSpec:
+    """ResNet-20 (CIFAR) supernet with every 3x3 conv a DGConv: small enough for a search on a laptop (`mgnas demo`)."""
+    return _resnet_spec("basic", [3, 3, 3], [16, 32, 64], cifar=True, stem_width=16, num_classes=num_classes,
+                        shortcut_type="pad", dg_all=True)
 
 
 @register_model
