@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
 from torch import nn
 
 from ..ops.factory import create_conv2d
-from ..spec import ConvSpec, SpecError
+from ..spec import ArchSpec, BlockReader, ConvSpec, SpecError
 
 ACTIVATIONS = {"relu": nn.ReLU, "relu6": nn.ReLU6, "hswish": nn.Hardswish, "silu": nn.SiLU, "none": nn.Identity}
 
@@ -82,3 +83,21 @@ def init_weights(model: nn.Module, zero_init_residual_bn: tuple[str, ...] = ()) 
     for name, m in model.named_modules():
         if isinstance(m, nn.BatchNorm2d) and name.endswith(zero_init_residual_bn):
             nn.init.zeros_(m.weight)
+
+
+def build_stages(spec: ArchSpec, blocks: Mapping[str, Callable[[BlockReader], nn.Module]]) -> nn.Sequential:
+    """``nn.Sequential`` of stages of blocks, each block built by ``blocks[type](reader)`` (unknown keys,
+    unknown types and bad values are SpecErrors naming ``stages[i].blocks[j]...``)."""
+    stages = []
+    for i, stage in enumerate(spec.stages):
+        modules = []
+        for j, block in enumerate(stage["blocks"]):
+            path = f"stages[{i}].blocks[{j}]"
+            make = blocks.get(block["type"])
+            if make is None:
+                valid = ", ".join(blocks)
+                raise SpecError(f"{path}.type", f"unknown block type {block['type']!r}; valid: {valid}")
+            with BlockReader(block, path) as b:
+                modules.append(make(b))
+        stages.append(nn.Sequential(*modules))
+    return nn.Sequential(*stages)

@@ -37,8 +37,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..spec import ArchSpec, BlockReader, SpecError
-from ._common import ClassifierHead, ConvBNAct, conv_spec, init_weights
+from ..spec import ArchSpec, BlockReader
+from ._common import ClassifierHead, ConvBNAct, build_stages, conv_spec, init_weights
 from ._grouping import check_conv_choice, gc_conv_spec
 from ._registry import register_family, register_model
 
@@ -90,19 +90,7 @@ class MobileNetV2(nn.Module):
         super().__init__()
         with BlockReader(spec.stem or {}, "stem") as b:
             self.stem = ConvBNAct(b.conv("conv"), act="relu6")
-        stages = []
-        for i, stage in enumerate(spec.stages):
-            blocks = []
-            for j, block in enumerate(stage["blocks"]):
-                path = f"stages[{i}].blocks[{j}]"
-                cls = _BLOCKS.get(block["type"])
-                if cls is None:
-                    valid = ", ".join(_BLOCKS)
-                    raise SpecError(f"{path}.type", f"unknown block type {block['type']!r}; valid: {valid}")
-                with BlockReader(block, path) as b:
-                    blocks.append(cls(b))
-            stages.append(nn.Sequential(*blocks))
-        self.stages = nn.Sequential(*stages)
+        self.stages = build_stages(spec, _BLOCKS)
         with BlockReader(spec.head or {}, "head") as h:
             self.head = ClassifierHead(h.int("in_features"), spec.num_classes, h.float("dropout", default=0.0))
         init_weights(self)

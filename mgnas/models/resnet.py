@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..spec import ArchSpec, BlockReader, SpecError
-from ._common import ClassifierHead, ConvBNAct, conv_spec, init_weights
+from ._common import ClassifierHead, ConvBNAct, build_stages, conv_spec, init_weights
 from ._registry import register_family, register_model
 
 __all__ = [
@@ -115,19 +115,7 @@ class ResNet(nn.Module):
         super().__init__()
         with BlockReader(spec.stem or {}, "stem") as b:
             self.stem = Stem(b)
-        stages = []
-        for i, stage in enumerate(spec.stages):
-            blocks = []
-            for j, block in enumerate(stage["blocks"]):
-                path = f"stages[{i}].blocks[{j}]"
-                cls = _BLOCKS.get(block["type"])
-                if cls is None:
-                    valid = ", ".join(_BLOCKS)
-                    raise SpecError(f"{path}.type", f"unknown block type {block['type']!r}; valid: {valid}")
-                with BlockReader(block, path) as b:
-                    blocks.append(cls(b))
-            stages.append(nn.Sequential(*blocks))
-        self.stages = nn.Sequential(*stages)
+        self.stages = build_stages(spec, _BLOCKS)
         with BlockReader(spec.head or {}, "head") as h:
             self.head = ClassifierHead(h.int("in_features"), spec.num_classes, h.float("dropout", default=0.0))
         init_weights(self)

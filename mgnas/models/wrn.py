@@ -40,7 +40,7 @@ import torch
 from torch import nn
 
 from ..spec import ArchSpec, BlockReader, SpecError
-from ._common import ClassifierHead, conv_from_spec, conv_spec, init_weights
+from ._common import ClassifierHead, build_stages, conv_from_spec, conv_spec, init_weights
 from ._grouping import check_conv_choice, gc_conv_spec
 from ._registry import register_family, register_model
 
@@ -111,17 +111,7 @@ class WideResNet(nn.Module):
         super().__init__()
         with BlockReader(spec.stem or {}, "stem") as b:
             self.stem = Stem(b)
-        stages = []
-        for i, stage in enumerate(spec.stages):
-            blocks = []
-            for j, block in enumerate(stage["blocks"]):
-                path = f"stages[{i}].blocks[{j}]"
-                if block["type"] != "wide_basic":
-                    raise SpecError(f"{path}.type", f"unknown block type {block['type']!r}; valid: wide_basic")
-                with BlockReader(block, path) as b:
-                    blocks.append(WideBasicBlock(b))
-            stages.append(nn.Sequential(*blocks))
-        self.stages = nn.Sequential(*stages)
+        self.stages = build_stages(spec, {"wide_basic": WideBasicBlock})
         with BlockReader(spec.head or {}, "head") as h:
             if h.type != "preact_classifier":
                 raise SpecError("head.type", f"unknown head type {h.type!r}; valid: preact_classifier")
