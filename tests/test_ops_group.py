@@ -116,3 +116,14 @@ def test_factory_builds_group_conv() -> None:
     m = create_conv2d("group", 8, 8, 3, groups=4, in_perm=list(reversed(range(8))))
     assert isinstance(m, GroupConv2d) and m.conv.groups == 4
     assert isinstance(create_conv2d("group", 8, 8, 3, groups=4), nn.Conv2d)
+
+
+def test_builds_on_the_meta_device_for_counting():
+    """Large models are counted on the meta device (no weights allocated); permuted/shuffled convs too."""
+    from mgnas.ops import GroupConv2d
+
+    with torch.device("meta"):
+        m = GroupConv2d(8, 8, 3, groups=2, in_perm=list(range(8))[::-1], shuffle=2)
+        y = m(torch.randn(1, 8, 4, 4))
+    assert y.is_meta and y.shape == (1, 8, 4, 4)
+    assert sum(p.numel() for p in m.parameters()) == 8 * 4 * 9

@@ -29,6 +29,11 @@ from mgnas.ops import DGConv2d
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 SECTION = "## DGConv2d"
+NOTE = (
+    "A load average above the thread count means other jobs shared the cores: such runs are not "
+    "representative (the many small mask ops suffer most; loaded runs on the 2-core VM gave training "
+    "ratios up to 1.15)."
+)
 
 
 def cpu_model() -> str:
@@ -168,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     section = "\n".join([
         SECTION, "",
         f"Command: `{command.strip()}` ({repeats} interleaved repetitions; medians, ratios are medians of "
-        f"side-by-side ratios). {env}.", "",
+        f"side-by-side ratios). {env}.", "", NOTE, "",
         "### Training step (forward + backward)", "", *train, "",
         "### Inference: `to_static()` vs the dense masked conv", "", *infer, "",
     ])

@@ -41,7 +41,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .group import GroupConv2d, _check_padding, _check_positive
+from ._checks import check_padding, check_positive
+from .group import GroupConv2d
 
 GATE_INIT = 1e-8  # paper §4 "Implementation": gates start at ±1e-8 with random sign
 
@@ -106,8 +107,8 @@ class DGConv2d(nn.Module):
         bias: bool = False,
     ) -> None:
         super().__init__()
-        _check_positive(in_channels=in_channels, out_channels=out_channels, stride=stride)
-        self.padding = _check_padding(kernel_size, padding, dilation)
+        check_positive(in_channels=in_channels, out_channels=out_channels, stride=stride)
+        self.padding = check_padding(kernel_size, padding, dilation)
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size, self.stride, self.dilation = kernel_size, stride, dilation
         g = math.gcd(in_channels, out_channels)

@@ -13,38 +13,17 @@ from typing import Any, Optional
 import torch
 from torch import Tensor, nn
 
-
-def _divisors(n: int) -> list[int]:
-    return [d for d in range(1, n + 1) if n % d == 0]
-
-
-def _check_positive(**values: int) -> None:
-    for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
-
-
-def _check_padding(kernel_size: int, padding: Optional[int], dilation: int) -> int:
-    """Resolve ``padding=None`` to same padding ``(k - 1) // 2 * dilation``; reject out-of-reach padding."""
-    _check_positive(kernel_size=kernel_size, dilation=dilation)
-    if padding is None:
-        return (kernel_size - 1) // 2 * dilation
-    reach = (kernel_size - 1) * dilation
-    if isinstance(padding, bool) or not isinstance(padding, int) or padding < 0:
-        raise ValueError(f"padding must be a non-negative integer or None, got {padding!r}")
-    if padding > reach:
-        raise ValueError(
-            f"padding {padding} exceeds the kernel's reach {reach} (kernel_size {kernel_size}, "
-            f"dilation {dilation}); use at most {reach}, or None for same padding"
-        )
-    return padding
+from ..spec import divisors
+from ._checks import check_padding, check_positive
 
 
 def _as_perm(name: str, perm: Optional[Sequence[int] | Tensor], n: int) -> Tensor:
     """Validate ``perm`` as a permutation of ``range(n)`` and return it as a CPU int64 tensor."""
     if perm is None:
-        return torch.arange(n)
-    idx = torch.as_tensor(perm).detach().cpu()
+        return torch.arange(n, device="cpu")
+    if isinstance(perm, Tensor) and perm.is_meta:  # shapes only (a model built on the meta device)
+        return torch.arange(n, device="cpu")
+    idx = torch.as_tensor(perm, device="cpu") if not isinstance(perm, Tensor) else perm.detach().cpu()
     if idx.dim() != 1 or idx.numel() != n:
         raise ValueError(f"{name} must be a permutation of range({n}) (length {n}), got shape {tuple(idx.shape)}")
     if idx.is_floating_point() or idx.is_complex() or idx.dtype == torch.bool:
@@ -84,7 +63,7 @@ class ChannelShuffle(nn.Module):
 
     def __init__(self, groups: int) -> None:
         super().__init__()
-        _check_positive(groups=groups)
+        check_positive(groups=groups)
         self.groups = groups
 
     def forward(self, x: Tensor) -> Tensor:
@@ -127,11 +106,11 @@ class GroupConv2d(nn.Module):
         shuffle: int = 0,
     ) -> None:
         super().__init__()
-        _check_positive(in_channels=in_channels, out_channels=out_channels, stride=stride, groups=groups)
-        pad = _check_padding(kernel_size, padding, dilation)
+        check_positive(in_channels=in_channels, out_channels=out_channels, stride=stride, groups=groups)
+        pad = check_padding(kernel_size, padding, dilation)
         for side, c in (("in_channels", in_channels), ("out_channels", out_channels)):
             if c % groups:
-                valid = [d for d in _divisors(in_channels) if out_channels % d == 0]
+                valid = [d for d in divisors(in_channels) if out_channels % d == 0]
                 raise ValueError(
                     f"groups={groups} does not divide {side}={c}; valid group counts for "
                     f"{in_channels}->{out_channels}: {', '.join(map(str, valid))}"
@@ -141,12 +120,13 @@ class GroupConv2d(nn.Module):
         if shuffle and out_channels % shuffle:
             raise ValueError(
                 f"shuffle={shuffle} does not divide out_channels={out_channels}; valid values: "
-                f"0 (off), {', '.join(map(str, _divisors(out_channels)))}"
+                f"0 (off), {', '.join(map(str, divisors(out_channels)))}"
             )
         self.in_channels, self.out_channels, self.groups, self.shuffle = in_channels, out_channels, groups, shuffle
         self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, pad, dilation, groups=groups, bias=bias)
-        self.register_buffer("in_perm", _as_perm("in_perm", in_perm, in_channels))
-        self.register_buffer("out_perm", _as_perm("out_perm", out_perm, out_channels))
+        device = self.conv.weight.device  # the meta device too: permutations are validated on the CPU
+        self.register_buffer("in_perm", _as_perm("in_perm", in_perm, in_channels).to(device))
+        self.register_buffer("out_perm", _as_perm("out_perm", out_perm, out_channels).to(device))
         # The gathers the forward actually runs (None = identity, skipped); derived, not saved.
         self.register_buffer("in_index", None, persistent=False)
         self.register_buffer("out_index", None, persistent=False)
@@ -163,7 +143,8 @@ class GroupConv2d(nn.Module):
         out_perm = _as_perm("out_perm", self.out_perm, self.out_channels)
         if self.shuffle > 1:
             out_perm = out_perm[shuffle_index(self.out_channels, self.shuffle)]
-        identity_in, identity_out = torch.arange(self.in_channels), torch.arange(self.out_channels)
+        identity_in = torch.arange(self.in_channels, device="cpu")
+        identity_out = torch.arange(self.out_channels, device="cpu")
         self.in_index = None if torch.equal(in_perm, identity_in) else in_perm.to(device)
         self.out_index = None if torch.equal(out_perm, identity_out) else out_perm.to(device)
 
@@ -181,8 +162,11 @@ class GroupConv2d(nn.Module):
 
     def extra_repr(self) -> str:
         parts = [f"groups={self.groups}"]
-        ident_in = torch.equal(self.in_perm.cpu(), torch.arange(self.in_channels))
-        ident_out = torch.equal(self.out_perm.cpu(), torch.arange(self.out_channels))
+        if self.in_perm.is_meta:
+            ident_in = ident_out = True
+        else:
+            ident_in = torch.equal(self.in_perm.cpu(), torch.arange(self.in_channels, device="cpu"))
+            ident_out = torch.equal(self.out_perm.cpu(), torch.arange(self.out_channels, device="cpu"))
         if not ident_in:
             parts.append("in_perm=True")
         if not ident_out:

@@ -28,13 +28,12 @@ Departures from the paper:
   paper's GC baseline), kept so one module type covers both rows of its tables.
 """
 
-import math
 from typing import Optional
 
 import torch
 from torch import nn
 
-from ..spec import divisors  # L0, standard library only
+from ._checks import check_groups, check_padding, check_positive
 
 __all__ = ["TwoLevelGroupConv2d"]
 
@@ -66,21 +65,9 @@ class TwoLevelGroupConv2d(nn.Module):
         coarse: bool = True,
     ) -> None:
         super().__init__()
-        for name, value in (("in_channels", in_channels), ("out_channels", out_channels),
-                            ("kernel_size", kernel_size), ("stride", stride), ("groups", groups)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if in_channels % groups or out_channels % groups:
-            common = math.gcd(in_channels, out_channels)
-            valid = ", ".join(map(str, divisors(common)))
-            raise ValueError(
-                f"groups {groups} does not divide in_channels {in_channels} and out_channels {out_channels}; "
-                f"valid groups (divisors of {common}): {valid}"
-            )
-        pad = (kernel_size - 1) // 2 if padding is None else padding
-        if isinstance(pad, bool) or not isinstance(pad, int) or not 0 <= pad <= kernel_size - 1:
-            raise ValueError(f"padding must be an integer in 0..{kernel_size - 1} (kernel_size {kernel_size}) "
-                             f"or None for same padding, got {padding!r}")
+        check_positive(in_channels=in_channels, out_channels=out_channels, stride=stride)
+        check_groups(groups, in_channels, out_channels)
+        pad = check_padding(kernel_size, padding, 1)
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.kernel_size = kernel_size
