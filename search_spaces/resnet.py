@@ -21,14 +21,14 @@ register_space("resnext101_groups", lambda: _resnext("resnext101_32x4d"))
 register_space(
     "resnet20_groups",
     lambda: ConvGroupsSpace(
-        "resnet20_groups", "resnet20_cifar", path_matches(r"stages\[\d+\]\.blocks\[\d+\]\.conv[12]"), POW2[:5],
+        "resnet20_groups", "resnet20_cifar", path_matches(r"stages\[\d+\]\.blocks\[\d+\]\.conv[12]"), POW2,
         default_groups=1, description="groups of every 3x3 conv of ResNet-20 (CIFAR); supernet = g_resnet20_cifar",
     ),
 )
 register_space(
     "resnet56_groups",
     lambda: ConvGroupsSpace(
-        "resnet56_groups", "resnet56_cifar", path_matches(r"stages\[\d+\]\.blocks\[\d+\]\.conv[12]"), POW2[:5],
+        "resnet56_groups", "resnet56_cifar", path_matches(r"stages\[\d+\]\.blocks\[\d+\]\.conv[12]"), POW2,
         default_groups=1, description="groups of every 3x3 conv of ResNet-56 (CIFAR); supernet = g_resnet56_cifar",
     ),
 )

@@ -8,9 +8,11 @@ from collections.abc import Sequence
 
 from ._base import EXIT_INTERNAL, EXIT_USAGE, Command, UsageError
 from ._count import CountCommand
+from ._demo import DemoCommand
 from ._models import ModelsCommand
+from ._search import SearchCommand
 
-COMMANDS: list[Command] = [ModelsCommand(), CountCommand()]
+COMMANDS: list[Command] = [DemoCommand(), SearchCommand(), ModelsCommand(), CountCommand()]
 
 
 def build_parser() -> argparse.ArgumentParser:
