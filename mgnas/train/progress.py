@@ -69,7 +69,8 @@ class EpochProgress:
         self.close()
         if self.enabled:
             shown = {k: v for k, v in row.items() if k not in ("epoch", "seconds")}
-            self.console.print(f"epoch {row['epoch']}/{epochs} · {format_stats(shown)} · {row['seconds']:.1f}s")
+            self.console.print(f"epoch {row['epoch']}/{epochs} · {format_stats(shown)} · {row['seconds']:.1f}s",
+                               highlight=False)
 
     def close(self) -> None:
         if self._progress is not None:
