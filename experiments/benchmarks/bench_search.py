@@ -28,6 +28,7 @@ HERE = Path(__file__).resolve().parent
 
 def _search_epoch(data: str, batch: int, seed: int) -> float:
     from mgnas.strategies.differentiable import DifferentiableSearch, SearchConfig
+
     from mgnas.train import TrainConfig
 
     cfg = SearchConfig(space="resnet20_groups", data=data, budget="b=4", penalty="hinge",
