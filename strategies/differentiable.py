@@ -60,6 +60,7 @@ class SearchConfig:
     gate_weight_decay: float = 0.0
     gate_warmup_epochs: int = 0
     image_size: int | None = None        # imagenet: training crop size
+    verify_ranks_every_step: bool = False  # DDP: assert identical hard gates on every rank at every step
     download: bool = False
     train: TrainConfig = field(default_factory=TrainConfig)
 
@@ -185,6 +186,7 @@ class DifferentiableSearch:
         return [{"params": weights}, {"params": gates, "lr": lr, "weight_decay": self.config.gate_weight_decay}]
 
     def loss_fn(self, model: nn.Module, x: Tensor, y: Tensor) -> tuple[Tensor, dict[str, float]]:
+        checked = self._verify_ranks() if model.training and self.config.verify_ranks_every_step else None
         logits = model(x)
         ce = F.cross_entropy(logits, y, label_smoothing=self.config.train.label_smoothing)
         zeta = self.budget.zeta().float()
@@ -198,7 +200,20 @@ class DifferentiableSearch:
             if model.training:  # dual ascent on the hard ζ (identical on every rank)
                 self.lam = max(0.0, self.lam + self.config.lambda_lr * math.log(ratio))
         logs = {"ce": float(ce.detach()), "zeta_over_o": ratio, "lambda": self.lam}
+        if checked is not None:
+            logs["ranks_verified"] = checked
         return loss, logs
+
+    def _verify_ranks(self) -> float:
+        """1.0 after checking that every rank holds the same hard gate pattern (one small all-reduce)."""
+        from mgnas.train.distributed import all_equal, is_distributed
+
+        if not is_distributed():
+            return 0.0
+        hard = torch.cat([(m.gates.detach() >= 0).reshape(-1).float() for m in self.budget.layers])
+        if not all_equal(hard):
+            raise RuntimeError("DGConv gate decisions differ across ranks within an epoch")
+        return 1.0
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any]) -> dict[str, Any]:
         from mgnas.train.distributed import all_equal, is_distributed

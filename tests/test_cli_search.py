@@ -170,9 +170,12 @@ def test_ddp_two_gloo_processes_one_set_of_outputs(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29731", str(script),
-         "search", *FAST, "--budget", "b=8", "--epochs", "2", "--out", str(out)],
+         "search", *FAST, "--budget", "b=8", "--epochs", "2", "--out", str(out),
+         "--set", "verify_ranks_every_step=true"],
         env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    # on_epoch_end raises if the gates differ across ranks; rank 0 alone writes one set of files
-    assert len((out / "history.jsonl").read_text().splitlines()) == 2
+    # every training step checked the hard gates of both ranks (loss_fn raises if they differ; the epoch mean
+    # of ranks_verified is 1.0 only if every step was checked); on_epoch_end checks the raw gate values too
+    history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+    assert len(history) == 2 and all(row["ranks_verified"] == 1.0 for row in history)
     assert _result(out)["within_budget"]
