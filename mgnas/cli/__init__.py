@@ -9,10 +9,14 @@ from collections.abc import Sequence
 from ._base import EXIT_INTERNAL, EXIT_USAGE, Command, UsageError
 from ._count import CountCommand
 from ._demo import DemoCommand
+from ._export import ExportCommand
 from ._models import ModelsCommand
 from ._search import SearchCommand
+from ._train import TrainCommand
 
-COMMANDS: list[Command] = [DemoCommand(), SearchCommand(), ModelsCommand(), CountCommand()]
+COMMANDS: list[Command] = [
+    DemoCommand(), SearchCommand(), TrainCommand(), ExportCommand(), ModelsCommand(), CountCommand(),
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
