@@ -1,14 +1,28 @@
-"""Search strategies (L4). ``differentiable``: DGConv gates trained jointly with the weights under a budget."""
+"""Search strategies (L4).
+
+- ``differentiable``: DGConv gates trained jointly with the weights under a complexity budget.
+- ``optuna_study``: multi-objective Optuna studies over a space's labelled choices (accuracy vs params/MACs),
+  shared storages for many workers, Pareto export.
+
+Heavy modules (mgnas.train, mgnas.data, optuna) are imported only when their names are asked for.
+"""
 
 from ._budget import Budget, make_budget, parse_budget
 from ._freeze import freeze
 
-__all__ = ["Budget", "make_budget", "parse_budget", "freeze", "SearchConfig", "DifferentiableSearch", "run_search"]
+_LAZY = {
+    "SearchConfig": "differentiable", "DifferentiableSearch": "differentiable", "run_search": "differentiable",
+    "SearchResult": "differentiable",
+    "StudyConfig": "optuna_study", "run_study": "optuna_study", "open_storage": "optuna_study",
+    "StudyError": "optuna_study", "export_pareto": "_pareto",
+}
+__all__ = ["Budget", "make_budget", "parse_budget", "freeze", *sorted(_LAZY)]
 
 
-def __getattr__(name: str):  # the search needs mgnas.train / mgnas.data: import them only when asked
-    if name in ("SearchConfig", "DifferentiableSearch", "run_search", "SearchResult"):
-        from . import differentiable
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
 
-        return getattr(differentiable, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)

@@ -12,10 +12,12 @@ from ._demo import DemoCommand
 from ._export import ExportCommand
 from ._models import ModelsCommand
 from ._search import SearchCommand
+from ._study import ParetoCommand, StudyCommand
 from ._train import TrainCommand
 
 COMMANDS: list[Command] = [
-    DemoCommand(), SearchCommand(), TrainCommand(), ExportCommand(), ModelsCommand(), CountCommand(),
+    DemoCommand(), SearchCommand(), StudyCommand(), ParetoCommand(), TrainCommand(), ExportCommand(),
+    ModelsCommand(), CountCommand(),
 ]
 
 

@@ -1,0 +1,87 @@
+"""Study throughput on digits: trials/hour with and without pruning, and the study machinery's overhead.
+
+    python experiments/benchmarks/bench_study.py [--trials 12] [--epochs 3] [--storage sqlite|journal]
+
+Three studies of MGIC-ResNet-56 on 8x8 digits, one worker each, fresh storage in a temp dir:
+(1) single objective (accuracy), median pruner; (2) the same without pruning; (3) accuracy + params
+(multi-objective: Optuna cannot prune, so this is the cost of the default study). Per study: wall time,
+trials/hour, and the overhead per trial = (wall - sum of the trials' training seconds - model build and
+count time) / trials, i.e. storage round trips + sampler + pruner; printed as a Markdown table for RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def _run(label: str, objectives: tuple[str, ...], pruner: str, args: argparse.Namespace, root: Path) -> dict:
+    from mgnas.strategies.optuna_study import TRAIN_DEFAULTS, StudyConfig, run_study
+
+    from mgnas.data import load_data
+    from mgnas.train import TrainConfig
+
+    out = root / label
+    storage = f"journal:{out / 'study.log'}" if args.storage == "journal" else None
+    out.mkdir(parents=True)
+    train = TrainConfig(**{**TRAIN_DEFAULTS, "epochs": args.epochs})
+    config = StudyConfig(space="mgic_resnet56", data="digits", trials=args.trials, storage=storage,
+                         study_name=label, sampler="tpe", objectives=objectives, pruner=pruner, train=train)
+    data = load_data("digits", batch_size=train.batch_size, seed=0)
+    t0 = time.perf_counter()
+    study = run_study(config, out, data=data, log=lambda *_: None)
+    wall = time.perf_counter() - t0
+    trials = study.get_trials(deepcopy=False)
+    trained = sum(t.user_attrs.get("seconds", 0.0) for t in trials if t.state.name == "COMPLETE")
+    # pruned trials have no "seconds": count their time from the timestamps
+    pruned_s = sum((t.datetime_complete - t.datetime_start).total_seconds() for t in trials
+                   if t.state.name == "PRUNED" and t.datetime_complete and t.datetime_start)
+    per_trial = [(t.datetime_complete - t.datetime_start).total_seconds() for t in trials
+                 if t.state.name == "COMPLETE" and t.datetime_complete and t.datetime_start]
+    in_trial_extra = sum(per_trial) - trained  # build + count + storage writes inside the trial
+    n = len(trials)
+    return {"label": label, "trials": n, "complete": sum(t.state.name == "COMPLETE" for t in trials),
+            "pruned": sum(t.state.name == "PRUNED" for t in trials), "wall_s": wall,
+            "trials_per_hour": 3600 * n / wall, "train_s": trained + pruned_s,
+            "overhead_per_trial_s": (wall - sum(per_trial) - pruned_s) / max(n, 1),
+            "in_trial_extra_per_trial_s": in_trial_extra / max(len(per_trial), 1)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=12)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--storage", choices=("sqlite", "journal"), default="sqlite")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: robust on shared small machines)")
+    args = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, objectives, pruner in (("pruned", ("accuracy",), "median"), ("unpruned", ("accuracy",), "none"),
+                                          ("multi", ("accuracy", "params"), "none")):
+            rows.append(_run(label, objectives, pruner, args, Path(tmp)))
+            print(rows[-1], file=sys.stderr)
+    load = os.getloadavg()[0]
+    print(f"\nCommand: `python experiments/benchmarks/bench_study.py --trials {args.trials} --epochs {args.epochs} "
+          f"--storage {args.storage}`; MGIC-ResNet-56 on digits (8x8), TPE, one worker; torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, 1-min load {load:.2f}.\n")
+    print("| study | trials (complete / pruned) | wall (s) | trials/hour | training (s) | "
+          "overhead between trials (s/trial) | build+count+writes in trial (s/trial) |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['label']} | {r['trials']} ({r['complete']} / {r['pruned']}) | {r['wall_s']:.1f} | "
+              f"{r['trials_per_hour']:.0f} | {r['train_s']:.1f} | {r['overhead_per_trial_s']:.3f} | "
+              f"{r['in_trial_extra_per_trial_s']:.3f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
