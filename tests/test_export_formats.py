@@ -158,3 +158,18 @@ def test_checkpoint_never_runs_pickle_code(tmp_path):
     with pytest.raises(ValueError, match="weights_only=True"):
         export("resnet20_cifar", "onnx", tmp_path / "m.onnx", checkpoint=tmp_path / "evil.pt")
     assert not os.path.exists(marker), "pickle code ran while loading a checkpoint"
+
+
+def test_fuse_bn_export_has_no_batchnorm_and_passes_the_check(tmp_path):
+    """--fuse-bn folds BatchNorm into the convs (the ONNX exporter does that on its own in eval mode, so the
+    check is made on the torch.export program, where the unfused model keeps its batch_norm ops)."""
+    from mgnas.export import export
+
+    def batch_norms(fuse):
+        path = tmp_path / f"m{int(fuse)}.pt2"
+        manifest = export("resnet20_cifar", "pt2", path, check=True, fuse_bn=fuse)
+        assert manifest["check"]["passed"] and manifest["static"]["pass"].endswith(f"fuse_bn={fuse})")
+        return sum("batch_norm" in str(n.target) for n in torch.export.load(str(path)).graph.nodes)
+
+    assert batch_norms(False) > 0
+    assert batch_norms(True) == 0

@@ -28,6 +28,8 @@ class ExportCommand(Command):
         parser.add_argument("--check", action="store_true", help="reload the artifact and compare it with eager")
         parser.add_argument("--opset", type=int, metavar="N", help="ONNX opset version (default: the exporter's)")
         parser.add_argument("--input", metavar="CxHxW", help="input size, e.g. 3x224x224 (default: the spec's)")
+        parser.add_argument("--fuse-bn", action="store_true",
+                            help="fold BatchNorms into the preceding convs (inference-only artifact)")
 
     def take_action(self, args: argparse.Namespace) -> int:
         from ..export._export import FORMATS, ExportCheckFailed, export, resolve_spec
@@ -44,7 +46,7 @@ class ExportCommand(Command):
         spec = resolve_spec(args.spec)  # SpecError / unknown model: ValueError -> one line, exit 2
         try:
             manifest = export(spec, args.format, out, check=args.check, opset=args.opset, input_size=args.input,
-                              checkpoint=args.checkpoint)
+                              checkpoint=args.checkpoint, fuse_bn=args.fuse_bn)
         except ExportCheckFailed as err:
             print(f"mgnas export: check failed: {err}", file=sys.stderr)
             return EXIT_INTERNAL

@@ -202,24 +202,24 @@ def _first(out: Any) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------- export
-def _static_model(model: nn.Module) -> tuple[nn.Module, str]:
-    try:
-        from ._static import to_static
-    except ImportError:  # the folding pass is optional for plain models
-        return model, "unavailable"
-    return to_static(model, fold=True, fuse_bn=False), "to_static(fold=True)"
+def _static_model(model: nn.Module, fuse_bn: bool = False) -> tuple[nn.Module, str]:
+    from ._static import to_static
+
+    return to_static(model, fold=True, fuse_bn=fuse_bn), f"to_static(fold=True, fuse_bn={fuse_bn})"
 
 
 def export(model_or_spec: Any, format: str, path: str | os.PathLike[str], check: bool = True,
            opset: int | None = None, input_size: Sequence[int] | str | None = None,
-           checkpoint: str | os.PathLike[str] | Mapping[str, torch.Tensor] | None = None) -> dict[str, Any]:
+           checkpoint: str | os.PathLike[str] | Mapping[str, torch.Tensor] | None = None,
+           fuse_bn: bool = False) -> dict[str, Any]:
     """Write ``model_or_spec`` (an ``nn.Module``, an ``ArchSpec``, a spec JSON path or a model name) as ``format``.
 
     ``checkpoint``: weights to load first (a path read with ``weights_only=True``, or a state dict).
     ``input_size``: ``(C, H, W)`` or ``"CxHxW"`` (default: the spec's). ``opset``: ONNX opset (default:
     the exporter's). Returns the manifest (also written to ``FILE.manifest.json``); raises
     :class:`ExportCheckFailed` when ``check`` finds a difference above :data:`TOLERANCE` (the artifact and
-    its manifest, with ``"passed": false``, are kept for inspection).
+    its manifest, with ``"passed": false``, are kept for inspection). ``fuse_bn``: fold every BatchNorm that
+    follows a conv into it (deployment; the check still compares with the unfused eager model).
     """
     from mgnas.models import build_model
 
@@ -246,7 +246,7 @@ def export(model_or_spec: Any, format: str, path: str | os.PathLike[str], check:
     was_training = model.training
     model.eval()
     try:
-        static, how = _static_model(model)
+        static, how = _static_model(model, fuse_bn)
         static.eval()
         x = _example(size, 2, seed=0)  # batch 2: a batch of 1 would be specialised by torch.export
         with torch.no_grad():
