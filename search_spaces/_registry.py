@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import difflib
-import fnmatch
 from collections.abc import Callable
+
+from mgnas.models._registry import filter_names, unknown_name
 
 from ._base import SearchSpace
 
@@ -19,19 +19,14 @@ def register_space(name: str, factory: Callable[[], SearchSpace]) -> None:
 
 
 def list_spaces(pattern: str | None = None) -> list[str]:
-    names = sorted(_SPACES)
-    if pattern:
-        glob = pattern if any(c in pattern for c in "*?[") else f"*{pattern}*"
-        names = [n for n in names if fnmatch.fnmatch(n, glob)]
-    return names
+    """Registered space names, sorted; ``pattern`` is a shell-style wildcard or a substring."""
+    return filter_names(list(_SPACES), pattern)
 
 
 def get_space(name: str) -> SearchSpace:
     """The registered space (built once, then cached: spaces are immutable)."""
     if name not in _SPACES:
-        close = difflib.get_close_matches(name, list(_SPACES), n=4, cutoff=0.5)
-        hint = f"; did you mean {', '.join(close)}?" if close else f"; known spaces: {', '.join(sorted(_SPACES))}"
-        raise ValueError(f"unknown space {name!r}{hint}")
+        raise unknown_name("space", name, list(_SPACES))
     if name not in _CACHE:
         _CACHE[name] = _SPACES[name]()
     return _CACHE[name]

@@ -46,22 +46,33 @@ def register_model(fn: SpecFactory) -> SpecFactory:
     return fn
 
 
-def list_models(pattern: str | None = None) -> list[str]:
-    """Registered model names, sorted; ``pattern`` is a shell-style wildcard (``"mgic*"``)."""
-    names = sorted(_MODELS)
+def filter_names(names: list[str], pattern: str | None) -> list[str]:
+    """Sorted ``names`` matching a shell-style wildcard (``"mgic*"``); a plain word matches as a substring."""
+    names = sorted(names)
     if pattern:
         glob = pattern if any(c in pattern for c in "*?[") else f"*{pattern}*"
         names = [n for n in names if fnmatch.fnmatch(n, glob)]
     return names
 
 
+def list_models(pattern: str | None = None) -> list[str]:
+    """Registered model names, sorted; ``pattern`` is a shell-style wildcard (``"mgic*"``) or a substring."""
+    return filter_names(list(_MODELS), pattern)
+
+
 def list_families() -> list[str]:
     return sorted(_FAMILIES)
 
 
-def _unknown(kind: str, name: str, valid: list[str]) -> ValueError:
+def unknown_name(kind: str, name: str, valid: list[str]) -> ValueError:
+    """``ValueError("unknown KIND 'NAME'; did you mean ...?")`` naming the close matches."""
     close = difflib.get_close_matches(name, valid, n=4, cutoff=0.5)
-    hint = f"; did you mean {', '.join(close)}?" if close else f"; run `mgnas models` to list them ({len(valid)} known)"
+    if close:
+        hint = f"; did you mean {', '.join(close)}?"
+    elif kind == "model":
+        hint = f"; run `mgnas models` to list them ({len(valid)} known)"
+    else:
+        hint = f"; known {kind}s: {', '.join(sorted(valid))}"
     return ValueError(f"unknown {kind} {name!r}{hint}")
 
 
@@ -74,7 +85,7 @@ def model_kwargs(name: str) -> dict[str, Any]:
 def model_spec(name: str, **kwargs: Any) -> ArchSpec:
     """The ArchSpec of a named model. ``None`` kwargs are dropped (CLI defaults never override model defaults)."""
     if name not in _MODELS:
-        raise _unknown("model", name, sorted(_MODELS))
+        raise unknown_name("model", name, sorted(_MODELS))
     valid = model_kwargs(name)
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
     for key in kwargs:
@@ -96,7 +107,7 @@ def build_model(spec: ArchSpec | Mapping[str, Any] | str | os.PathLike[str]) -> 
         spec = ArchSpec.from_dict(spec)
     builder = _FAMILIES.get(spec.family)
     if builder is None:
-        raise SpecError("family", str(_unknown("family", spec.family, sorted(_FAMILIES))).removeprefix("unknown "))
+        raise SpecError("family", str(unknown_name("family", spec.family, sorted(_FAMILIES))).removeprefix("unknown "))
     model = builder(spec)
     model.spec = spec  # type: ignore[assignment]  # for provenance: which spec built this module
     return model
