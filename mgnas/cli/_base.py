@@ -27,6 +27,21 @@ class Command:
         raise NotImplementedError
 
 
+def add_training_flags(parser: argparse.ArgumentParser, *, image_size_help: str, set_help: str) -> None:
+    """The training flags shared by ``mgnas search`` and ``mgnas train`` (each maps them to its config keys)."""
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--lr", type=float)
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--weight-decay", type=float)
+    parser.add_argument("--optimizer", choices=("sgd", "adamw"))
+    parser.add_argument("--workers", type=int, help="data loader worker processes")
+    parser.add_argument("--amp", choices=("none", "bf16"))
+    parser.add_argument("--image-size", type=int, help=image_size_help)
+    parser.add_argument("--download", action="store_true", help="cifar: download if missing (needs a network)")
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE", dest="sets", help=set_help)
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
 def parse_value(text: str) -> Any:
     """``"16"`` -> 16, ``"0.5"`` -> 0.5, ``"true"`` -> True, ``"[1,2]"`` -> [1, 2], else the string."""
     lowered = text.strip().lower()

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ._base import EXIT_OK, Command, UsageError, parse_kwargs
+from ._base import EXIT_OK, Command, UsageError, add_training_flags, parse_kwargs
 
 #: Files that mark a directory as holding a run (never overwritten without --resume).
 RUN_FILES = ("checkpoint.pt", "result.json", "history.jsonl", "spec.json", "config.yaml")
@@ -33,21 +33,11 @@ def add_search_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, metavar="DIR", help="output directory (spec.json, result.json, ...)")
     parser.add_argument("--resume", action="store_true", help="continue the run in DIR from its last checkpoint")
     parser.add_argument("--config", metavar="YAML", help="search config file; command-line flags override it")
-    parser.add_argument("--seed", type=int)
-    parser.add_argument("--lr", type=float)
     parser.add_argument("--gate-lr", type=float, help="learning rate of the DGConv gates (default: --lr)")
     parser.add_argument("--gate-warmup-epochs", type=int, help="keep the gates frozen for this many epochs")
     parser.add_argument("--lambda-lr", type=float, help="hinge penalty: dual-ascent step of λ per training step")
-    parser.add_argument("--batch-size", type=int)
-    parser.add_argument("--weight-decay", type=float)
-    parser.add_argument("--optimizer", choices=("sgd", "adamw"))
-    parser.add_argument("--workers", type=int, help="data loader worker processes")
-    parser.add_argument("--amp", choices=("none", "bf16"))
-    parser.add_argument("--image-size", type=int, help="imagenet: training crop size (default 224)")
-    parser.add_argument("--download", action="store_true", help="cifar: download if missing (needs a network)")
-    parser.add_argument("--set", action="append", metavar="KEY=VALUE", dest="sets",
-                        help="any config key, dotted for training keys, e.g. --set train.label_smoothing=0.1")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_training_flags(parser, image_size_help="imagenet: training crop size (default 224)",
+                       set_help="any config key, dotted for training keys, e.g. --set train.label_smoothing=0.1")
 
 
 def resolve_config(args: argparse.Namespace) -> Any:

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ._base import EXIT_OK, Command, UsageError, parse_kwargs
+from ._base import EXIT_OK, Command, UsageError, add_training_flags, parse_kwargs
 from ._search import check_out_dir
 
 _FLAGS = {"epochs": "epochs", "lr": "lr", "batch_size": "batch_size", "seed": "seed", "weight_decay": "weight_decay",
@@ -115,18 +115,8 @@ class TrainCommand(Command):
         parser.add_argument("--resume", action="store_true", help="continue the run in DIR from its checkpoint")
         parser.add_argument("--init-from", metavar="CKPT", help="start from weights.pt or a supernet checkpoint.pt")
         parser.add_argument("--config", metavar="YAML", help="training config file; flags override it")
-        parser.add_argument("--lr", type=float)
-        parser.add_argument("--batch-size", type=int)
-        parser.add_argument("--seed", type=int)
-        parser.add_argument("--weight-decay", type=float)
-        parser.add_argument("--optimizer", choices=("sgd", "adamw"))
-        parser.add_argument("--workers", type=int, help="data loader worker processes")
-        parser.add_argument("--amp", choices=("none", "bf16"))
-        parser.add_argument("--image-size", type=int, help="imagenet crop / digits and synthetic side")
-        parser.add_argument("--download", action="store_true", help="cifar: download if missing (needs a network)")
-        parser.add_argument("--set", action="append", metavar="KEY=VALUE", dest="sets",
-                            help="any training config key, e.g. --set label_smoothing=0.1")
-        parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+        add_training_flags(parser, image_size_help="imagenet crop / digits and synthetic side",
+                           set_help="any training config key, e.g. --set label_smoothing=0.1")
 
     def take_action(self, args: argparse.Namespace) -> int:
         import torch
