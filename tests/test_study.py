@@ -77,26 +77,29 @@ def test_two_workers_sqlite_created_first(tmp_path):
     _two_workers(tmp_path, url)
 
 
-def test_killed_worker_is_retried_and_nothing_finished_is_lost(tmp_path):
-    url = f"sqlite:///{tmp_path / 'study.db'}"
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+def test_killed_worker_is_retried_and_nothing_finished_is_lost(tmp_path, kind):
+    path = tmp_path / ("study.db" if kind == "sqlite" else "study.log")
+    url = f"sqlite:///{path}" if kind == "sqlite" else f"journal:{path}"
     args = ["study", *FAST, "--trials", "3", "--storage", url, "--study-name", "k", "--out", str(tmp_path / "o")]
     first = _worker(*args)
     deadline, study = time.time() + 120, None
-    while time.time() < deadline:  # wait for one finished trial and a second one running
+    while time.time() < deadline:  # wait for one finished trial and a second one training (all choices made)
         time.sleep(0.3)
-        if (tmp_path / "study.db").exists():
+        if path.exists():
             try:
                 study = _load(url, "k")
             except KeyError:
                 continue
-            states = [t.state.name for t in study.get_trials(deepcopy=False)]
-            if "COMPLETE" in states and "RUNNING" in states:
+            trials = study.get_trials(deepcopy=False)
+            if any(t.state.name == "COMPLETE" for t in trials) and any(
+                    t.state.name == "RUNNING" and "spec" in t.user_attrs for t in trials):
                 break
     first.send_signal(signal.SIGKILL)
     first.communicate()
     before = {t.number: t.values for t in _load(url, "k").get_trials(deepcopy=False) if t.state.name == "COMPLETE"}
     killed = [t for t in _load(url, "k").get_trials(deepcopy=False) if t.state.name == "RUNNING"]
-    assert before and killed
+    assert before and killed and killed[0].params, "the first worker was not caught mid-training"
     second = _worker(*args)
     out, err = second.communicate(timeout=240)
     assert second.returncode == 0, err[-2000:]
@@ -268,3 +271,20 @@ def test_experiment_configs_load_and_fill_their_grid(name):
     config = load_config(StudyConfig, path)
     assert config.sampler == "grid" and config.trials == math.prod(len(v) for v in _search_space(config).values())
     assert config.train.epochs == 200 and config.train.optimizer == "sgd"
+
+
+# --------------------------------------------------------------------------- the issue's full-size check (slow)
+@pytest.mark.slow
+def test_twenty_trial_mgic_study_on_digits(tmp_path):
+    """20 short MGIC-ResNet-56 trials on digits (TPE, 3 epochs each): < 15 min on 2 cores, >= 3 Pareto points."""
+    t0 = time.perf_counter()
+    rc = cli.main(["study", "--space", "mgic_resnet56", "--data", "digits", "--trials", "20", "--epochs-per-trial",
+                   "3", "--pruner", "none", "--study-name", "twenty", "--out", str(tmp_path)])
+    seconds = time.perf_counter() - t0
+    assert rc == 0
+    study = _load(f"sqlite:///{tmp_path / 'study.db'}", "twenty")
+    _check_finished(study, 20)
+    assert seconds < 15 * 60, f"{seconds:.0f} s"
+    front = sorted((tmp_path / "front").glob("trial_*.json"))
+    assert len(front) >= 3, [t.values for t in study.best_trials]
+    print(f"20 trials in {seconds:.0f} s, {len(front)} Pareto points")
