@@ -3,6 +3,8 @@
 - ``differentiable``: DGConv gates trained jointly with the weights under a complexity budget.
 - ``optuna_study``: multi-objective Optuna studies over a space's labelled choices (accuracy vs params/MACs),
   shared storages for many workers, Pareto export.
+- ``nni_space`` / ``nni_hpo`` (experimental, extra ``nni``): a group-structure space as an NNI ModelSpace for
+  NNI's DARTS / RandomOneShot / Random, and NNI's HPO tuners behind ``mgnas study --backend nni``.
 
 Heavy modules (mgnas.train, mgnas.data, optuna) are imported only when their names are asked for.
 """
@@ -15,6 +17,7 @@ _LAZY = {
     "SearchResult": "differentiable",
     "StudyConfig": "optuna_study", "run_study": "optuna_study", "open_storage": "optuna_study",
     "StudyError": "optuna_study", "export_pareto": "_pareto",
+    "to_nni_space": "nni_space", "to_mgnas_spec": "nni_space", "run_nni_nas": "nni_space",
 }
 __all__ = ["Budget", "make_budget", "parse_budget", "freeze", *sorted(_LAZY)]
 

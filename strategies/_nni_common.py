@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from types import ModuleType
 
@@ -26,10 +27,8 @@ def import_nni(nas: bool = False) -> ModuleType:
     try:
         from mgnas.data._torchvision_compat import import_torchvision
 
-        try:
+        with contextlib.suppress(ImportError):  # torchvision absent: lightning/torchmetrics import without it
             import_torchvision()
-        except ImportError:
-            pass  # torchvision absent: lightning/torchmetrics then import without it
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"nni\..*")
             warnings.filterwarnings("ignore", category=DeprecationWarning)

@@ -4,6 +4,8 @@ Each trial is ``space.suggest(trial)`` -> spec (adapted to the data set) -> ``Tr
 ``train.epochs`` epochs -> objectives. Accuracy is the *validation* accuracy (the test accuracy is
 only recorded, as user attr ``test_accuracy``, so the front is not selected on the test split).
 The trial stores its spec JSON in user attr ``spec`` (rebuildable with ``mgnas.spec.loads``).
+The per-trial step (:func:`build_candidate` -> :func:`train_candidate` -> :func:`objective_values`) is shared
+with the NNI backend (:mod:`mgnas.strategies.nni_hpo`), so both train and record a trial identically.
 
 - Infeasible suggestions (:class:`InfeasibleChoice`) are pruned; the reason is user attr ``infeasible``.
 - A suggestion equal to an already completed trial is pruned (user attr ``duplicate_of``), so no
@@ -275,6 +277,67 @@ def _pruner(config: StudyConfig) -> Any:
     return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
 
 
+# --------------------------------------------------------------------------- one trial's work (shared by backends)
+#: The trial metrics every backend records as user attrs (besides ``params``, ``macs``, ``spec``).
+METRIC_ATTRS = ("val_accuracy", "test_accuracy", "seconds")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """An architecture ready to train: its spec adapted to the data set, the built model and its counts."""
+
+    spec: Any
+    model: Any
+    params: int
+    macs: int
+
+    def attrs(self) -> dict[str, Any]:
+        """The user attrs a study records before training: ``params``, ``macs``, ``spec`` (JSON, one line)."""
+        return {"params": self.params, "macs": self.macs, "spec": self.spec.to_json(indent=None)}
+
+
+def build_candidate(spec: Any, data: Any) -> Candidate:
+    """Adapt ``spec`` to the data (input channels, classes, size), build it and count it.
+
+    Raises :class:`~mgnas.search_spaces.InfeasibleChoice` when the combination cannot be built.
+    """
+    from mgnas.models import adapt_spec, build_model
+    from mgnas.profile import count
+
+    c, h, w = data.input_size
+    spec = adapt_spec(spec, in_channels=c, num_classes=data.num_classes, input_size=(c, h, w))
+    model = build_model(spec)
+    counted = count(model, (c, h, w), per_layer=False)
+    return Candidate(spec, model, int(counted.params), int(counted.macs))
+
+
+def train_candidate(candidate: Candidate, config: StudyConfig, data: Any, *, progress: bool = False,
+                    on_epoch_end: Any = None) -> dict[str, Any]:
+    """Train with :class:`~mgnas.train.Trainer` for ``config.train``; return its metrics plus
+    ``val_accuracy_history``. ``on_epoch_end(epoch, val_accuracy, history)`` runs after every epoch
+    (it may raise to stop the trial, e.g. ``optuna.TrialPruned``)."""
+    from mgnas.train import Trainer
+
+    history: list[float] = []
+
+    def hook(epoch: int, logs: dict[str, Any]) -> dict[str, Any]:
+        history.append(float(logs["val_accuracy"]))
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, history[-1], history)
+        return {}
+
+    metrics = Trainer(candidate.model, config.train, data, None, progress=progress, on_epoch_end=hook).fit()
+    return {**metrics, "val_accuracy_history": history}
+
+
+def objective_values(config: StudyConfig, candidate: Candidate, metrics: dict[str, Any]) -> Any:
+    """The study's objective values in ``config.objectives`` order (a float for a single objective)."""
+    values = {"accuracy": float(metrics["val_accuracy"]), "params": float(candidate.params),
+              "macs": float(candidate.macs)}
+    out = [values[o] for o in config.objectives]
+    return out[0] if len(out) == 1 else out
+
+
 # --------------------------------------------------------------------------- trials
 class _Surplus(Exception):
     """This trial was claimed after the study's quota was already claimed: drop it before training."""
@@ -341,16 +404,9 @@ class _Objective:
         import optuna
         from mgnas.search_spaces import InfeasibleChoice
 
-        from mgnas.models import adapt_spec, build_model
-        from mgnas.profile import count
-        from mgnas.train import Trainer
-
         cfg = self.config
         try:
-            spec = self.space.suggest(_RestrictedTrial(trial, cfg.fixed, cfg.choices))
-            c, h, w = self.data.input_size
-            spec = adapt_spec(spec, in_channels=c, num_classes=self.data.num_classes, input_size=(c, h, w))
-            model = build_model(spec)
+            candidate = build_candidate(self.space.suggest(_RestrictedTrial(trial, cfg.fixed, cfg.choices)), self.data)
         except InfeasibleChoice as err:
             trial.set_user_attr("infeasible", str(err))
             raise optuna.TrialPruned(f"infeasible: {err}") from None
@@ -358,32 +414,24 @@ class _Objective:
             if t.params == trial.params:
                 trial.set_user_attr("duplicate_of", t.number)
                 raise optuna.TrialPruned(f"duplicate of trial {t.number}")
-        counted = count(model, (c, h, w), per_layer=False)
-        trial.set_user_attr("params", int(counted.params))
-        trial.set_user_attr("macs", int(counted.macs))
-        trial.set_user_attr("spec", spec.to_json(indent=None))
+        for key, value in candidate.attrs().items():
+            trial.set_user_attr(key, value)
         if cfg.max_params is not None:
-            trial.set_constraint("params", float(counted.params - cfg.max_params))
-        history: list[float] = []
+            trial.set_constraint("params", float(candidate.params - cfg.max_params))
         prune = len(cfg.objectives) == 1 and cfg.pruner != "none"
 
-        def on_epoch_end(epoch: int, logs: dict[str, Any]) -> dict[str, Any]:
-            history.append(float(logs["val_accuracy"]))
+        def on_epoch_end(epoch: int, val_accuracy: float, history: list[float]) -> None:
             trial.set_user_attr("val_accuracy_history", history)
             if prune:
-                trial.report(float(logs["val_accuracy"]), epoch)
+                trial.report(val_accuracy, epoch)
                 if trial.should_prune():
                     trial.set_user_attr("pruned_at_epoch", epoch)
-                    raise optuna.TrialPruned(f"pruned at epoch {epoch}: val accuracy {logs['val_accuracy']:.4f}")
-            return {}
+                    raise optuna.TrialPruned(f"pruned at epoch {epoch}: val accuracy {val_accuracy:.4f}")
 
-        metrics = Trainer(model, cfg.train, self.data, None, progress=self.progress, on_epoch_end=on_epoch_end).fit()
-        for key in ("val_accuracy", "test_accuracy", "seconds"):
+        metrics = train_candidate(candidate, cfg, self.data, progress=self.progress, on_epoch_end=on_epoch_end)
+        for key in METRIC_ATTRS:
             trial.set_user_attr(key, metrics[key])
-        values = {"accuracy": float(metrics["val_accuracy"]), "params": float(counted.params),
-                  "macs": float(counted.macs)}
-        out = [values[o] for o in cfg.objectives]
-        return out[0] if len(out) == 1 else out
+        return objective_values(cfg, candidate, metrics)
 
 
 def _fail_stale_journal_trials(study: Any, config: StudyConfig) -> None:

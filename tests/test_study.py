@@ -143,7 +143,7 @@ def test_fast_mgic_study_on_digits(small_study):
     study = _load(url, "s")
     _check_finished(study, 4)
     assert (out / "trials.csv").is_file() and (out / "pareto.html").is_file() and (out / "config.yaml").is_file()
-    assert seconds < 120  # ~15 s alone on 2 cores; other jobs share the machine
+    assert seconds < 300  # ~15 s alone on 2 cores; a loose bound: other jobs share the machine
 
 
 def test_pareto_export_is_non_dominated_and_rebuilds(small_study):

@@ -11,13 +11,14 @@ from ._count import CountCommand
 from ._demo import DemoCommand
 from ._export import ExportCommand
 from ._models import ModelsCommand
+from ._nni import NNINasCommand
 from ._search import SearchCommand
 from ._study import ParetoCommand, StudyCommand
 from ._train import TrainCommand
 
 COMMANDS: list[Command] = [
-    DemoCommand(), SearchCommand(), StudyCommand(), ParetoCommand(), TrainCommand(), ExportCommand(),
-    ModelsCommand(), CountCommand(),
+    DemoCommand(), SearchCommand(), StudyCommand(), ParetoCommand(), NNINasCommand(), TrainCommand(),
+    ExportCommand(), ModelsCommand(), CountCommand(),
 ]
 
 

@@ -51,6 +51,29 @@ def print_export(result: dict[str, Any], out: Path) -> None:
                   f"{result['html'] or 'no HTML'}; {png}")
 
 
+def run_nni_backend(config: Any, out: Path, args: argparse.Namespace) -> Any:
+    """``--backend nni``: check the flags NNI cannot honour, run the NNI experiment, return the Optuna study."""
+    import warnings
+
+    from mgnas.strategies._experimental import ExperimentalWarning
+    from mgnas.strategies._nni_common import NNIUnavailable, import_nni
+    from mgnas.strategies.nni_hpo import run_nni_study
+
+    for flag, value in (("--sampler", args.sampler), ("--pruner", args.pruner)):
+        if value is not None:
+            raise UsageError(f"{flag} is for the optuna backend; with --backend nni use --nni-tuner")
+    try:
+        import_nni()
+    except NNIUnavailable as err:
+        raise UsageError(str(err)) from None
+    print("note: --backend nni is experimental (NNI 3.0 is frozen since 2023) and single-objective: its tuner "
+          "maximises validation accuracy; params/MACs are recorded for the Pareto front")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)  # said in the note above, in one line
+        port = 8080 if args.nni_port is None else args.nni_port
+        return run_nni_study(config, out, tuner=args.nni_tuner or "tpe", port=port)
+
+
 class StudyCommand(Command):
     name = "study"
     help = "Optuna multi-objective study (accuracy vs params/MACs) over a search space, many workers"
@@ -58,7 +81,12 @@ class StudyCommand(Command):
         "Each trial suggests an architecture from --space, trains it for --epochs-per-trial epochs on --data and "
         "records validation accuracy, params and MACs. Run the same command in several processes or machines "
         "on one --storage to split the work until the study holds --trials finished trials; re-run to resume. "
-        "Writes the Pareto front (specs, trials.csv, pareto.html) into --out at the end."
+        "Writes the Pareto front (specs, trials.csv, pareto.html) into --out at the end. "
+        "--backend nni (experimental, needs the nni extra) runs the trials as a local NNI experiment instead: "
+        "one process, an NNI tuner (--nni-tuner) that maximises validation accuracy only (params/MACs are "
+        "recorded and the front is computed as usual), NNI's web UI on http://127.0.0.1:PORT while it runs "
+        "(NNI listens on all network interfaces: use a trusted network or firewall the port); the trials are "
+        "imported into --storage, so mgnas pareto works on them unchanged."
     )
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
@@ -82,6 +110,14 @@ class StudyCommand(Command):
                             help="any config key, e.g. --set fixed.level_rule=paper --set train.lr=0.05")
         parser.add_argument("--no-plots", action="store_true", help="do not write the Pareto outputs at the end")
         parser.add_argument("--progress", action="store_true", help="per-epoch progress bars")
+        nni = parser.add_argument_group("NNI backend (experimental)")
+        nni.add_argument("--backend", choices=("optuna", "nni"), default="optuna",
+                         help="optuna (default): multi-objective, many workers | nni: a local NNI experiment, "
+                         "single-objective (validation accuracy), params/MACs recorded for the front")
+        nni.add_argument("--nni-tuner", choices=("tpe", "evolution", "random"),
+                         help="NNI tuner for --backend nni (default tpe; evolution is not seedable)")
+        nni.add_argument("--nni-port", type=int, metavar="PORT",
+                         help="NNI web UI / manager port (default 8080); NNI listens on ALL interfaces")
 
     def take_action(self, args: argparse.Namespace) -> int:
         from mgnas.config import dump_config
@@ -92,7 +128,13 @@ class StudyCommand(Command):
         out = Path(args.out)
         if out.exists() and not out.is_dir():
             raise UsageError(f"--out {out} is a file, not a directory")
-        study = run_study(config, out, progress=args.progress)
+        if args.backend == "nni":
+            study = run_nni_backend(config, out, args)
+        else:
+            for flag, value in (("--nni-tuner", args.nni_tuner), ("--nni-port", args.nni_port)):
+                if value is not None:
+                    raise UsageError(f"{flag} needs --backend nni")
+            study = run_study(config, out, progress=args.progress)
         (out / "config.yaml").write_text(dump_config(config))
         counts: dict[str, int] = {}
         for t in study.get_trials(deepcopy=False):
