@@ -1,10 +1,12 @@
 """Study throughput on digits: trials/hour with and without pruning, and the study machinery's overhead.
 
-    python experiments/benchmarks/bench_study.py [--trials 12] [--epochs 3] [--storage sqlite|journal]
+    python experiments/benchmarks/bench_study.py [--trials 12] [--epochs 3] [--storage sqlite|journal] [--nni]
 
 Three studies of MGIC-ResNet-56 on 8x8 digits, one worker each, fresh storage in a temp dir:
 (1) single objective (accuracy), median pruner; (2) the same without pruning; (3) accuracy + params
-(multi-objective: Optuna cannot prune, so this is the cost of the default study). Per study: wall time,
+(multi-objective: Optuna cannot prune, so this is the cost of the default study); with ``--nni``, (4) the same
+multi-objective study run by the experimental NNI backend (TPE tuner, a local NNI experiment, each trial a fresh
+``python -m mgnas.strategies._nni_trial`` process). Per study: wall time,
 trials/hour, and the overhead per trial = (wall - sum of the trials' training seconds - model build and
 count time) / trials, i.e. storage round trips + sampler + pruner; printed as a Markdown table for RESULTS.md.
 """
@@ -52,12 +54,45 @@ def _run(label: str, objectives: tuple[str, ...], pruner: str, args: argparse.Na
             "in_trial_extra_per_trial_s": in_trial_extra / max(len(per_trial), 1)}
 
 
+def _run_nni(args: argparse.Namespace, root: Path) -> dict:
+    """The multi-objective study through ``--backend nni``: trials are subprocesses, so their build/count/imports
+    happen outside the recorded training seconds; the overhead column holds all of it (wall - training) / trials."""
+    import socket
+
+    from mgnas.strategies.nni_hpo import run_nni_study
+    from mgnas.strategies.optuna_study import TRAIN_DEFAULTS, StudyConfig
+
+    from mgnas.train import TrainConfig
+
+    out = root / "nni"
+    out.mkdir(parents=True)
+    with socket.socket() as sock:
+        sock.bind(("", 0))
+        port = sock.getsockname()[1]
+    os.environ["OMP_NUM_THREADS"] = str(args.threads)  # the trial processes inherit it
+    train = TrainConfig(**{**TRAIN_DEFAULTS, "epochs": args.epochs})
+    config = StudyConfig(space="mgic_resnet56", data="digits", trials=args.trials, study_name="nni",
+                         objectives=("accuracy", "params"), pruner="none", train=train)
+    t0 = time.perf_counter()
+    study = run_nni_study(config, out, tuner="tpe", port=port, log=lambda *_: None)
+    wall = time.perf_counter() - t0
+    trials = study.get_trials(deepcopy=False)
+    trained = sum(t.user_attrs.get("seconds", 0.0) for t in trials)
+    n = len(trials)
+    return {"label": "multi, NNI backend (TPE)", "trials": n,
+            "complete": sum(t.state.name == "COMPLETE" for t in trials),
+            "pruned": sum(t.state.name == "PRUNED" for t in trials), "wall_s": wall,
+            "trials_per_hour": 3600 * n / wall, "train_s": trained,
+            "overhead_per_trial_s": (wall - trained) / max(n, 1), "in_trial_extra_per_trial_s": float("nan")}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=12)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--storage", choices=("sqlite", "journal"), default="sqlite")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: robust on shared small machines)")
+    parser.add_argument("--nni", action="store_true", help="also run the study through the NNI backend")
     args = parser.parse_args()
     import torch
 
@@ -69,9 +104,14 @@ def main() -> int:
                                           ("multi", ("accuracy", "params"), "none")):
             rows.append(_run(label, objectives, pruner, args, Path(tmp)))
             print(rows[-1], file=sys.stderr)
+        if args.nni:
+            rows.append(_run_nni(args, Path(tmp)))
+            print(rows[-1], file=sys.stderr)
     load = os.getloadavg()[0]
+    nni_flag = " --nni" if args.nni else ""
     print(f"\nCommand: `python experiments/benchmarks/bench_study.py --trials {args.trials} --epochs {args.epochs} "
-          f"--storage {args.storage}`; MGIC-ResNet-56 on digits (8x8), TPE, one worker; torch {torch.__version__}, "
+          f"--storage {args.storage}{nni_flag}`; MGIC-ResNet-56 on digits (8x8), TPE, one worker; "
+          f"torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, 1-min load {load:.2f}.\n")
     print("| study | trials (complete / pruned) | wall (s) | trials/hour | training (s) | "
           "overhead between trials (s/trial) | build+count+writes in trial (s/trial) |")
