@@ -38,7 +38,7 @@ def _free_dir(base: Path) -> Path:
 
 class DemoCommand(Command):
     name = "demo"
-    help = "a DGConv group search on the embedded digits data, in a few minutes on a CPU"
+    help = "the main job on the embedded digits data: DGConv search, MGIC study, index.html (minutes on a CPU)"
     description = (
         "Search the groups of every 3x3 conv of ResNet-20 on scikit-learn's 8x8 digits under the budget b=4 "
         "(hinge penalty), freeze the result into a grouped network and write spec.json, result.json and "
