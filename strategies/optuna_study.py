@@ -355,11 +355,36 @@ class _RestrictedTrial:
         return self.trial.suggest_categorical(name, list(self.choices.get(name, choices)))
 
 
+def trial_line(trial: Any, objectives: tuple[str, ...]) -> str:
+    """One line saying how a trial ended: its objectives, or why it was pruned / dropped / failed."""
+    attrs, state = trial.user_attrs, trial.state.name
+    if state == "COMPLETE":
+        shown = [f"{o} {v:.4f}" if o == "accuracy" else f"{o} {v:,.0f}" for o, v in zip(objectives, trial.values)]
+        secs = attrs.get("seconds")
+        what = ", ".join(shown) + (f" ({secs:.1f} s training)" if isinstance(secs, float) else "")
+    elif "infeasible" in attrs:
+        what = f"infeasible: {str(attrs['infeasible'])[:100]}"
+    elif "duplicate_of" in attrs:
+        what = f"same choices as trial {attrs['duplicate_of']}: not trained again"
+    elif "pruned_at_epoch" in attrs:
+        what = f"pruned after epoch {attrs['pruned_at_epoch']}"
+    elif attrs.get("surplus"):
+        what = "dropped: the study's trials were already claimed by other workers"
+    else:
+        what = "see the storage for details"
+    return f"trial {trial.number}: {state.lower()}: {what}"
+
+
 def _counts(study: Any) -> dict[str, int]:
     out: dict[str, int] = {}
     for t in study.get_trials(deepcopy=False):
         out[t.state.name] = out.get(t.state.name, 0) + 1
     return out
+
+
+def _finished(study: Any, counts: dict[str, int] | None = None) -> int:
+    counts = _counts(study) if counts is None else counts
+    return sum(counts.get(s, 0) for s in FINISHED)
 
 
 class _Objective:
@@ -493,7 +518,7 @@ def run_study(config: StudyConfig, out_dir: Path | str, *, data: Any = None, pro
             with _quiet():
                 optuna.storages.fail_stale_trials(study)
         counts = _counts(study)
-        finished = sum(counts.get(s, 0) for s in FINISHED)
+        finished = _finished(study, counts)
         if finished >= config.trials:
             break
         claimed = finished + counts.get("RUNNING", 0) + counts.get("WAITING", 0)
@@ -501,6 +526,7 @@ def run_study(config: StudyConfig, out_dir: Path | str, *, data: Any = None, pro
             time.sleep(config.poll_seconds)  # others hold the rest; wait for them (or their heartbeats to go stale)
             continue
         with _quiet():
-            study.optimize(objective, n_trials=1, catch=(_Surplus,), gc_after_trial=True)
+            study.optimize(objective, n_trials=1, catch=(_Surplus,), gc_after_trial=True, callbacks=[
+                lambda st, t: log(f"{trial_line(t, config.objectives)} [{_finished(st)}/{config.trials} finished]")])
     (out / "study.json").write_text(json.dumps({"storage": url, "study_name": config.name}) + "\n")
     return study

@@ -46,9 +46,10 @@ def print_export(result: dict[str, Any], out: Path) -> None:
         vals = front.values[front.numbers.index(n)]
         table.add_row(str(n), *(f"{v:.4f}" if o == "accuracy" else f"{v:,.0f}" for o, v in zip(front.objectives, vals)))
     console.print(table)
-    png = result["png_note"] or f"{len(result['png'])} PNG(s)"
+    png = result["png_note"] or (f"; {len(result['png'])} PNG(s)" if result["png"] else "")
+    png = f"; {png}" if result["png_note"] else png
     console.print(f"outputs: {out / 'front'}/ ({len(result['specs'])} specs), {out / 'trials.csv'}, "
-                  f"{result['html'] or 'no HTML'}; {png}")
+                  f"{result['html'] or 'no HTML'}{png}")
 
 
 def run_nni_backend(config: Any, out: Path, args: argparse.Namespace) -> Any:
