@@ -288,3 +288,15 @@ def test_twenty_trial_mgic_study_on_digits(tmp_path):
     front = sorted((tmp_path / "front").glob("trial_*.json"))
     assert len(front) >= 3, [t.values for t in study.best_trials]
     print(f"20 trials in {seconds:.0f} s, {len(front)} Pareto points")
+
+
+def test_trial_line_says_how_each_trial_ended():  # create_trial numbers its trials -1
+    from mgnas.strategies.optuna_study import trial_line
+
+    ok = optuna.trial.create_trial(values=[0.8125, 304282.0], user_attrs={"seconds": 3.25})
+    assert trial_line(ok, ("accuracy", "params")) == (
+        "trial -1: complete: accuracy 0.8125, params 304,282 (3.2 s training)")
+    pruned = optuna.trial.create_trial(state=optuna.trial.TrialState.PRUNED, user_attrs={"infeasible": "levels 3"})
+    assert trial_line(pruned, ("accuracy",)) == "trial -1: pruned: infeasible: levels 3"
+    dup = optuna.trial.create_trial(state=optuna.trial.TrialState.PRUNED, user_attrs={"duplicate_of": 4})
+    assert "trial 4" in trial_line(dup, ("accuracy",))
