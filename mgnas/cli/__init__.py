@@ -13,12 +13,13 @@ from ._export import ExportCommand
 from ._models import ModelsCommand
 from ._nni import NNINasCommand
 from ._search import SearchCommand
+from ._spaces import SpacesCommand
 from ._study import ParetoCommand, StudyCommand
 from ._train import TrainCommand
 
 COMMANDS: list[Command] = [
     DemoCommand(), SearchCommand(), StudyCommand(), ParetoCommand(), NNINasCommand(), TrainCommand(),
-    ExportCommand(), ModelsCommand(), CountCommand(),
+    ExportCommand(), ModelsCommand(), SpacesCommand(), CountCommand(),
 ]
 
 
