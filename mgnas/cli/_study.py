@@ -91,7 +91,7 @@ class StudyCommand(Command):
     )
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--space", help="search space, e.g. mgic_resnet56, mgiad_cifar (see search_spaces)")
+        parser.add_argument("--space", help="search space, e.g. mgic_resnet56, mgiad_cifar (list: mgnas spaces)")
         parser.add_argument("--data", help="digits | synthetic[:HxW[:classes]] | cifar10:PATH | cifar100:PATH")
         parser.add_argument("--trials", type=int, help="finished trials the study should hold (all workers together)")
         parser.add_argument("--out", required=True, metavar="DIR", help="output directory (study.db by default)")
