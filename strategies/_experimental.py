@@ -1,6 +1,6 @@
 """``@experimental``: marks an API whose behaviour may change without a deprecation period.
 
-Calling a marked function (or instantiating a marked class) warns once per process with
+Calling a marked function warns once per process with
 :class:`ExperimentalWarning`; the docstring gets a note. Used for the NNI backend, which rides on a library
 frozen since 2023 (NNI 3.0) and so cannot promise the stability of the Optuna backend.
 """
@@ -31,23 +31,11 @@ def _warn(name: str, reason: str) -> None:
 
 
 def experimental(reason: str) -> Callable[[T], T]:
-    """Decorator for a function or class: warn once on first use, add a note to the docstring."""
+    """Decorator for a function: warn once on first use, add a note to the docstring."""
 
     def mark(obj: Any) -> Any:
         name = f"{obj.__module__}.{obj.__qualname__}"
         note = f"\n\n    .. note:: Experimental ({reason}): the interface may change without notice.\n"
-        if isinstance(obj, type):
-            init = obj.__init__
-
-            @functools.wraps(init)
-            def __init__(self, *args: Any, **kwargs: Any) -> None:
-                _warn(name, reason)
-                init(self, *args, **kwargs)
-
-            obj.__init__ = __init__
-            obj.__doc__ = (obj.__doc__ or "") + note
-            obj.__experimental__ = True
-            return obj
 
         @functools.wraps(obj)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
