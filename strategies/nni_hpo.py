@@ -55,6 +55,7 @@ from .optuna_study import (
     objective_values,
     open_storage,
     open_study,
+    trial_line,
 )
 
 __all__ = ["NNI_TUNERS", "NNIExperimentError", "run_nni_study", "nni_search_space", "decode_parameters",
@@ -228,6 +229,8 @@ def run_nni_study(config: StudyConfig, out_dir: Path | str, *, tuner: str = "tpe
             log(f"interrupted: imported {imported} NNI trial(s) into study {config.name!r} ({url})")
             raise KeyboardInterrupt from None
         imported = import_trials(study, config, search_space, nni_dir / "trials", jobs, experiment_id=exp_id)
+        for t in study.get_trials(deepcopy=False)[len(study.get_trials(deepcopy=False)) - imported:]:
+            log(f"{trial_line(t, config.objectives)} (NNI trial {t.user_attrs.get('nni_trial_id')})")
         log(f"imported {imported} NNI trial(s) into study {config.name!r} ({url})")
     (out / "study.json").write_text(json.dumps({"storage": url, "study_name": config.name, "backend": "nni"}) + "\n")
     return study
