@@ -300,3 +300,56 @@ def test_trial_line_says_how_each_trial_ended():  # create_trial numbers its tri
     assert trial_line(pruned, ("accuracy",)) == "trial -1: pruned: infeasible: levels 3"
     dup = optuna.trial.create_trial(state=optuna.trial.TrialState.PRUNED, user_attrs={"duplicate_of": 4})
     assert "trial 4" in trial_line(dup, ("accuracy",))
+
+
+# --------------------------------------------------------------------------- the storage in Optuna's own tools
+def _journal_study(tmp_path: Path) -> str:
+    url = f"journal:{tmp_path / 'study.log'}"
+    study = open_study(StudyConfig(study_name="j", sampler="random"), open_storage(url))
+    dist = optuna.distributions.CategoricalDistribution([4, 8])
+    study.add_trial(optuna.trial.create_trial(params={"group_size": 8}, distributions={"group_size": dist},
+                                              values=[0.5, 1000.0], user_attrs={"params": 1000}))
+    return url
+
+
+def _dashboard_studies(storage_arg: str) -> list[dict]:
+    """Start the real ``optuna-dashboard`` server on the storage; the studies its REST API lists."""
+    import urllib.request
+
+    exe = Path(sys.executable).with_name("optuna-dashboard")
+    if not exe.exists():
+        pytest.skip("optuna-dashboard is not installed (pip install optuna-dashboard)")
+    port = _free_port()
+    proc = subprocess.Popen([str(exe), storage_arg, "--host", "127.0.0.1", "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=5) as r:
+                    return json.loads(r.read())["study_summaries"]
+            except OSError:
+                if time.time() > deadline or proc.poll() is not None:
+                    raise AssertionError(f"optuna-dashboard did not serve: {proc.stderr.read()[-1000:]}") from None
+                time.sleep(0.3)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_storages_open_in_optuna_dashboard_and_the_optuna_cli(small_study, tmp_path):
+    _, url, _ = small_study
+    journal = _journal_study(tmp_path)
+    path = journal[len("journal:"):]
+    for storage_arg, name in ((url, "s"), (path, "j")):
+        studies = _dashboard_studies(storage_arg)
+        assert [s["study_name"] for s in studies] == [name]
+        assert studies[0]["directions"][0] == "maximize"
+    optuna_cli = str(Path(sys.executable).with_name("optuna"))
+    numbers = [t.number for t in _load(url, "s").get_trials(deepcopy=False)]
+    journal_args = [path, "--storage-class", "JournalFileBackend"]
+    for storage_args, name, want in (([url], "s", numbers), (journal_args, "j", [0])):
+        proc = subprocess.run([optuna_cli, "--storage", *storage_args, "trials", "-f", "json", "--study-name", name],
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr[-1000:]
+        assert [row["number"] for row in json.loads(proc.stdout)] == want
