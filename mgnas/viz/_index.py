@@ -20,6 +20,7 @@ __all__ = ["IndexEntry", "IndexSection", "index_data", "write_index"]
 _FILES = {
     "report.html": "search report: discovered groups per layer, gate dynamics, accuracy and ζ/o curves",
     "spec.json": "the discovered architecture (mgnas.arch/1): `mgnas train --spec FILE`, `mgnas export FILE`",
+    "weights.pt": "the discovered network's trained weights (`mgnas train --init-from`, `mgnas export --checkpoint`)",
     "result.json": "final metrics of the search",
     "history.jsonl": "one row per epoch: accuracy, complexity, groups and gates",
     "pareto.html": "study plots: Pareto front (accuracy vs params / MACs), hypervolume history, importances",
