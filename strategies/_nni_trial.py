@@ -49,7 +49,7 @@ def run_trial(config_path: Path, out: Path) -> dict[str, Any]:
 
     from ._nni_common import import_nni
     from .nni_hpo import decode_parameters, nni_search_space
-    from .optuna_study import METRIC_ATTRS, StudyConfig, build_candidate, train_candidate
+    from .optuna_study import METRIC_ATTRS, StudyConfig, build_candidate, load_study_data, train_candidate
 
     nni = import_nni()
     config = load_config(StudyConfig, config_path)
@@ -65,7 +65,7 @@ def run_trial(config_path: Path, out: Path) -> dict[str, Any]:
         nni.report_final_result({"default": float(earlier["val_accuracy"]), "duplicate_of": earlier["trial_id"]})
         _write(path, record)
         return record
-    data = _load_data(config)
+    data = load_study_data(config)
     try:
         candidate = build_candidate(get_space(config.space).suggest(FixedTrial({**config.fixed, **choices})), data)
     except InfeasibleChoice as err:
@@ -85,14 +85,6 @@ def run_trial(config_path: Path, out: Path) -> dict[str, Any]:
     nni.report_final_result({"default": float(metrics["val_accuracy"]), "params": candidate.params,
                              "macs": candidate.macs})
     return record
-
-
-def _load_data(config: Any) -> Any:
-    from mgnas.data import load_data
-
-    tc = config.train
-    return load_data(config.data, batch_size=tc.batch_size, eval_batch_size=tc.eval_batch_size, workers=tc.workers,
-                     seed=tc.seed, download=config.download)
 
 
 def main(argv: list[str] | None = None) -> int:

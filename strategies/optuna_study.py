@@ -278,6 +278,15 @@ def _pruner(config: StudyConfig) -> Any:
 
 
 # --------------------------------------------------------------------------- one trial's work (shared by backends)
+def load_study_data(config: StudyConfig) -> Any:
+    """The study's data set, loaded with its training config's batch sizes, workers and seed."""
+    from mgnas.data import load_data
+
+    tc = config.train
+    return load_data(config.data, batch_size=tc.batch_size, eval_batch_size=tc.eval_batch_size,
+                     workers=tc.workers, seed=tc.seed, download=config.download)
+
+
 #: The trial metrics every backend records as user attrs (besides ``params``, ``macs``, ``spec``).
 METRIC_ATTRS = ("val_accuracy", "test_accuracy", "seconds")
 
@@ -499,11 +508,7 @@ def run_study(config: StudyConfig, out_dir: Path | str, *, data: Any = None, pro
     storage = open_storage(url, config)
     study = open_study(config, storage)
     if data is None:
-        from mgnas.data import load_data
-
-        tc = config.train
-        data = load_data(config.data, batch_size=tc.batch_size, eval_batch_size=tc.eval_batch_size,
-                         workers=tc.workers, seed=tc.seed, download=config.download)
+        data = load_study_data(config)
     joined = len(study.get_trials(deepcopy=False)) > 0
     study.sampler = _sampler(config, salt=os.getpid() if joined else 0)
     if len(config.objectives) > 1 and config.pruner != "none":
