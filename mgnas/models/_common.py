@@ -93,11 +93,16 @@ def build_stages(spec: ArchSpec, blocks: Mapping[str, Callable[[BlockReader], nn
         modules = []
         for j, block in enumerate(stage["blocks"]):
             path = f"stages[{i}].blocks[{j}]"
-            make = blocks.get(block["type"])
-            if make is None:
-                valid = ", ".join(blocks)
-                raise SpecError(f"{path}.type", f"unknown block type {block['type']!r}; valid: {valid}")
+            make = block_builder(blocks, block, path)
             with BlockReader(block, path) as b:
                 modules.append(make(b))
         stages.append(nn.Sequential(*modules))
     return nn.Sequential(*stages)
+
+
+def block_builder(blocks: Mapping[str, Callable[..., Any]], block: Mapping[str, Any], path: str) -> Callable[..., Any]:
+    """``blocks[block["type"]]``; an unknown type is a SpecError at ``path.type`` listing the valid ones."""
+    make = blocks.get(block["type"])
+    if make is None:
+        raise SpecError(f"{path}.type", f"unknown block type {block['type']!r}; valid: {', '.join(blocks)}")
+    return make

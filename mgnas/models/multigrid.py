@@ -74,7 +74,7 @@ from ..ops.multigrid import (
     pyramid_pool,
 )
 from ..spec import ArchSpec, BlockReader, ConvSpec, SpecError
-from ._common import ClassifierHead, ConvBNAct, conv_from_spec, conv_spec, init_weights
+from ._common import ClassifierHead, ConvBNAct, block_builder, conv_from_spec, conv_spec, init_weights
 from ._grouping import check_conv_choice, gc_conv_spec
 from ._registry import register_family, register_model
 
@@ -195,10 +195,7 @@ class MultigridNet(nn.Module):
             blocks = []
             for j, block in enumerate(stage["blocks"]):
                 path = f"stages[{i}].blocks[{j}]"
-                make = _BLOCKS.get(block["type"])
-                if make is None:
-                    valid = ", ".join(_BLOCKS)
-                    raise SpecError(f"{path}.type", f"unknown block type {block['type']!r}; valid: {valid}")
+                make = block_builder(_BLOCKS, block, path)
                 with BlockReader(block, path) as b:
                     module, widths = make(b, widths)
                 blocks.append(module)
