@@ -13,11 +13,12 @@ import abc
 import difflib
 import itertools
 import random
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from mgnas.spec import ArchSpec
+from mgnas.spec import ArchSpec, layer_name, legacy_label
 
 
 class InfeasibleChoice(ValueError):
@@ -30,7 +31,8 @@ class TrialLike(Protocol):
 
 @dataclass(frozen=True)
 class Dimension:
-    """One labelled choice. ``label`` is stable and hierarchical (``stage2.block0.conv2.groups``)."""
+    """One labelled choice. ``label`` is stable and hierarchical: a model argument (``group_size``) or
+    a layer name plus the field it sets (``stages.2.0.conv2.groups``, see :func:`mgnas.spec.layer_name`)."""
 
     label: str
     choices: tuple[Any, ...]
@@ -51,6 +53,8 @@ class FixedTrial:
         self.used: dict[str, Any] = {}
 
     def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
+        if name not in self.params and legacy_label(name) in self.params:  # recorded with the deprecated label spelling
+            self.params[name] = self.params.pop(legacy_label(name))
         if name not in self.params:
             raise ValueError(f"FixedTrial has no value for {name!r}")
         value = self.params[name]
@@ -65,6 +69,17 @@ class FixedTrial:
             raise ValueError(f"{name}: recorded value {value!r} outside [{low}, {high}]")
         self.used[name] = value
         return int(value)
+
+
+def _modern_labels(choices: Mapping[str, Any], dims: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Accept the deprecated label spelling (``stage0.block0.conv1.groups``) with a warning."""
+    old = {label: layer_name(label) for label in choices if label not in dims and layer_name(label) in dims}
+    if not old:
+        return choices
+    label = next(iter(old))
+    warnings.warn(f"label {label!r} is deprecated; write {old[label]!r} (the layer name)", DeprecationWarning,
+                  stacklevel=4)
+    return {old.get(k, k): v for k, v in choices.items()}
 
 
 def _rng(rng: random.Random | int | Any | None) -> random.Random:
@@ -101,6 +116,15 @@ class SearchSpace(abc.ABC):
     def supernet_spec(self) -> ArchSpec:
         """The differentiable supernet: the searchable convs of kind ``dgconv``."""
 
+    def supernet_labels(self) -> list[str]:
+        """The labels that shape the supernet (a nested search chooses these; the supernet learns the others)."""
+        return self.labels()
+
+    def supernet_of(self, choices: Mapping[str, Any]) -> ArchSpec:
+        """The supernet of one structure (``choices`` of :meth:`supernet_labels`, others default): the searchable
+        convs of ``freeze(choices)`` as DGConv."""
+        raise NotImplementedError(f"{self.name} has no supernet per structure")
+
     # ------------------------------------------------------------------ derived API
     def labels(self) -> list[str]:
         return [d.label for d in self.dimensions()]
@@ -120,6 +144,7 @@ class SearchSpace(abc.ABC):
     def check_choices(self, choices: Mapping[str, Any]) -> dict[str, Any]:
         """Complete choices with defaults; ValueError on an unknown label or a value outside its choices."""
         dims = {d.label: d for d in self.dimensions()}
+        choices = _modern_labels(choices, dims)
         for label, value in choices.items():
             if label not in dims:
                 close = difflib.get_close_matches(label, list(dims), n=3)

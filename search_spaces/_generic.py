@@ -4,7 +4,7 @@
   levels / width, MGiaD's c_K / gs / λ / η_post / levels). Infeasible combinations are rejected by
   the model factory with its own reason.
 - :class:`ConvGroupsSpace`: one ``groups`` choice per selected conv of a named model, labelled by
-  the conv's place in the network (``stage2.block0.conv2.groups``), optionally a global switch to
+  the conv's layer name (``stages.2.0.conv2.groups``), optionally a global switch to
   two-level group convs. Only group counts dividing both channel counts are offered, so every
   sample is buildable by construction. Its supernet turns the selected convs into DGConvs.
 """
@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from mgnas.models import model_spec
-from mgnas.spec import ArchSpec, ConvSpec, path_to_label
+from mgnas.spec import ArchSpec, ConvSpec, layer_name
 
 from ._base import Dimension, InfeasibleChoice, SearchSpace
 
@@ -61,6 +61,11 @@ class ModelArgsSpace(SearchSpace):
             raise NotImplementedError(f"{self.name} has no differentiable supernet")
         return self._supernet(self.default()).with_provenance(space=self.name, supernet=True)
 
+    def supernet_of(self, choices: Mapping[str, Any]) -> ArchSpec:
+        if self._supernet is None:
+            raise NotImplementedError(f"{self.name} has no differentiable supernet")
+        return self._supernet(self.freeze(choices)).with_provenance(space=self.name, supernet=True)
+
 
 def dgconv_supernet(select: ConvFilter) -> Callable[[ArchSpec], ArchSpec]:
     """A supernet maker: every selected conv of a spec becomes a DGConv (groups are then learned)."""
@@ -102,7 +107,7 @@ class ConvGroupsSpace(SearchSpace):
             options = tuple(g for g in group_choices if conv.in_channels % g == 0 and conv.out_channels % g == 0)
             current = conv.groups if conv.kind in ("group", "two_level") else 1
             default = default_groups if default_groups in options else (current if current in options else options[0])
-            label = path_to_label(path) + ".groups"
+            label = layer_name(path) + ".groups"
             self._paths[label] = (path, conv)
             dims.append(Dimension(label, options, default))
         if not dims:
@@ -147,3 +152,9 @@ class ConvGroupsSpace(SearchSpace):
     def supernet_spec(self) -> ArchSpec:
         select = {path for path, _ in self._paths.values()}
         return dgconv_supernet(lambda p, _c: p in select)(self.base).with_provenance(space=self.name, supernet=True)
+
+    def supernet_labels(self) -> list[str]:
+        return []  # the supernet learns every group count (and has no two-level switch)
+
+    def supernet_of(self, choices: Mapping[str, Any]) -> ArchSpec:
+        return self.supernet_spec()

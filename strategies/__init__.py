@@ -10,7 +10,7 @@ Heavy modules (mgnas.train, mgnas.data, optuna) are imported only when their nam
 """
 
 from ._budget import Budget, make_budget, parse_budget
-from ._freeze import freeze
+from ._freeze import freeze, load_weights_for_spec
 
 _LAZY = {
     "SearchConfig": "differentiable", "DifferentiableSearch": "differentiable", "run_search": "differentiable",
@@ -18,8 +18,9 @@ _LAZY = {
     "StudyConfig": "optuna_study", "run_study": "optuna_study", "open_storage": "optuna_study",
     "StudyError": "optuna_study", "export_pareto": "_pareto",
     "to_nni_space": "nni_space", "to_mgnas_spec": "nni_space", "run_nni_nas": "nni_space",
+    "NNIUnavailable": "_nni_common", "import_nni": "_nni_common", "ExperimentalWarning": "_experimental",
 }
-__all__ = ["Budget", "make_budget", "parse_budget", "freeze", *sorted(_LAZY)]
+__all__ = ["Budget", "make_budget", "parse_budget", "freeze", "load_weights_for_spec", *sorted(_LAZY)]
 
 
 def __getattr__(name: str):

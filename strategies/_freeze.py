@@ -24,18 +24,24 @@ from ._budget import dgconv_layers
 def supernet_paths(spec: ArchSpec, model: nn.Module) -> list[tuple[str, str, nn.Module]]:
     """``(spec path, module name, DGConv2d)`` for every dgconv conv, matched in network order.
 
-    Builders create modules in spec order, so the k-th ``dgconv`` conv of the spec is the k-th DGConv2d
-    module; shapes are checked so a builder that breaks this is caught, not silently mis-frozen.
+    A module built from a spec conv knows its layer name (``mgnas_layer``) and is matched by it (MGIC builds
+    its modules level by level, not in spec order); otherwise the k-th ``dgconv`` conv of the spec is the k-th
+    DGConv2d module. Shapes are checked so a mismatch is caught, not silently mis-frozen.
     """
+    from mgnas.spec import layer_name
+
     paths = [(p, c) for p, c in spec.convs() if c.kind == "dgconv"]
     mods = dgconv_layers(model)
     if len(paths) != len(mods):
         raise ValueError(f"the spec has {len(paths)} dgconv convs but the model {len(mods)} DGConv2d modules")
+    named = {getattr(m, "mgnas_layer", None): (n, m) for n, m in mods}
+    if all(layer_name(p) in named for p, _ in paths):  # modules that know their layer (MGIC builds them by level)
+        mods = [named[layer_name(p)] for p, _ in paths]
     out = []
     for (path, conv), (name, mod) in zip(paths, mods):
         shape = (mod.in_channels, mod.out_channels, mod.kernel_size, mod.stride)
         if shape != (conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride):
-            raise ValueError(f"{path}: spec conv {conv} does not match module {name} ({mod})")
+            raise ValueError(f"{layer_name(path)}: spec conv {conv} does not match module {name} ({mod})")
         out.append((path, name, mod))
     return out
 
@@ -92,3 +98,44 @@ def gate_values(layers: Sequence[nn.Module]) -> list[list[float]]:
 
 def groups_per_layer(layers: Sequence[nn.Module]) -> list[int]:
     return [int(m.num_groups()) for m in layers]
+
+
+def load_weights_for_spec(spec: ArchSpec, path: Any, *, where: str | None = None) -> dict[str, torch.Tensor]:
+    """Static weights of ``spec`` from ``path``: a state dict / Trainer checkpoint of ``spec`` itself (returned
+    as is), or a search's supernet ``checkpoint.pt`` (DGConv gates in it).
+
+    A supernet checkpoint is rebuilt from the spec's provenance (``space`` and ``supernet_hash``, written by
+    ``mgnas search``), loaded, and frozen with its gates, which applies the groups and permutations to the
+    weights; its gates must give the spec's groups. Any mismatch is a ``ValueError`` naming the cause.
+    """
+    from mgnas.search_spaces import get_space
+
+    from mgnas.export import load_state_dict, match_state_dict
+    from mgnas.models import adapt_spec, build_model
+
+    where = where or str(path)
+    state = load_state_dict(path)
+    if not any(k.endswith(".gates") for k in state) or any(c.kind == "dgconv" for _, c in spec.convs()):
+        return state
+    space, want = spec.provenance.get("space"), spec.provenance.get("supernet_hash")
+    if not space or not want:
+        raise ValueError(f"{where} holds a supernet, but the spec records no search space / supernet hash in its "
+                         "provenance; use the search's weights.pt")
+    c, h, w = spec.input_size
+    supernet = adapt_spec(get_space(space).supernet_spec(), in_channels=c, num_classes=spec.num_classes,
+                          input_size=(c, h, w))
+    if supernet.content_hash() != want:
+        raise ValueError(f"{where}: the supernet of space {space!r} rebuilt for this data "
+                         f"({supernet.content_hash()}) is not the one searched ({want})")
+    model = build_model(supernet)
+    match_state_dict(model, state, where=where)
+    model.load_state_dict(state)
+    model.eval()
+    frozen, static = freeze(supernet, model)
+    ref = {p: conv.to_dict() for p, conv in spec.convs()}
+    for p, conv in frozen.convs():
+        if ref.get(p) != conv.to_dict():
+            raise ValueError(f"{where}: its gates give {p} = {conv.groups} groups, the spec has "
+                             f"{ref.get(p, {}).get('groups')} (the search projected the gates after its last "
+                             "checkpoint); use the search's weights.pt")
+    return static

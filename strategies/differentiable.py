@@ -15,6 +15,14 @@ A complexity budget (see :mod:`._budget`) gives the differentiable ζ and the ta
   training), so the projection always terminates: "within budget" is a guarantee. ``projected`` in
   ``result.json`` records whether it was needed (accuracy is then re-measured on the projected net).
 
+The DGConvs compute with ``dgconv_impl``: ``"sparse"`` (default: grouped convolutions only, the same values
+and straight-through gradients as the paper's form) or ``"masked"`` (the paper's dense W ⊙ U, the
+reference); see :class:`mgnas.ops.DGConv2d`. Both give the same search, so the choice is recorded
+(``dgconv_impl`` in ``result.json``, ``supernet_impl`` in the spec's provenance, next to ``supernet_hash``:
+the frozen spec holds no DGConv) but not part of the run's identity: a run may resume with the
+other one. ``device`` ("auto", "cpu", "cuda", "cuda:N") is where a single process trains; under torchrun
+every process uses cuda:LOCAL_RANK (see :func:`mgnas.train.distributed.resolve_device`).
+
 Departures from the paper: the hinge penalty, dual ascent and projection are ours (the paper has only
 the weighted product); ``params=`` / ``macs=`` budgets generalise o = Σ C²/b to whole-network totals.
 """
@@ -35,7 +43,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mgnas.ops import set_dgconv_impl
 from mgnas.train.config import TrainConfig
+from mgnas.train.distributed import resolve_device
 
 from ._budget import Budget, make_budget, parse_budget
 from ._freeze import freeze, gate_values, groups_per_layer
@@ -43,6 +53,9 @@ from ._freeze import freeze, gate_values, groups_per_layer
 __all__ = ["SearchConfig", "SearchResult", "DifferentiableSearch", "paper_penalty", "hinge_penalty", "project"]
 
 PENALTIES = ("hinge", "paper")
+DGCONV_IMPLS = ("sparse", "masked")
+#: SearchConfig keys that change how fast a run goes, not what it computes (left out of the run's identity).
+_RUNTIME_KEYS = ("dgconv_impl", "device")
 
 
 @dataclass(frozen=True)
@@ -62,12 +75,18 @@ class SearchConfig:
     image_size: int | None = None        # imagenet: training crop size
     verify_ranks_every_step: bool = False  # DDP: assert identical hard gates on every rank at every step
     download: bool = False
+    dgconv_impl: str = "sparse"          # "sparse" (grouped convs only) | "masked" (W ⊙ U, the reference)
+    device: str = "auto"                 # auto | cpu | cuda | cuda:N (torchrun: cuda:LOCAL_RANK)
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self) -> None:
         if self.penalty not in PENALTIES:
             raise ValueError(f"penalty: {self.penalty!r} is not supported; valid values: {', '.join(PENALTIES)}")
         parse_budget(self.budget)
+        if self.dgconv_impl not in DGCONV_IMPLS:
+            raise ValueError(f"dgconv_impl: {self.dgconv_impl!r} is not supported; valid values: "
+                             f"{', '.join(DGCONV_IMPLS)}")
+        _check_device_name(self.device)
         if self.alpha > 0:
             raise ValueError(f"alpha: must be <= 0 (the paper uses -0.02), got {self.alpha}")
         if self.lambda_init < 0 or self.lambda_lr < 0:
@@ -131,7 +150,7 @@ class DifferentiableSearch:
     """Build (and check) everything in ``__init__``: bad space/data/budget fail here, before training."""
 
     def __init__(self, config: SearchConfig, out_dir: str | Path | None = None, *, progress: bool = True,
-                 data: Any = None) -> None:
+                 data: Any = None, supernet: Any = None) -> None:
         from mgnas.search_spaces import get_space
 
         from mgnas.models import adapt_spec, build_model
@@ -141,14 +160,17 @@ class DifferentiableSearch:
         self.out_dir = Path(out_dir) if out_dir is not None else None
         tc = config.train
         self.space = get_space(config.space)
+        self.device = resolve_device(config.device)  # an unknown or unavailable device fails here
         self.data = data if data is not None else _load_data(
             config.data, batch_size=tc.batch_size, eval_batch_size=tc.eval_batch_size, workers=tc.workers,
             seed=tc.seed, distributed=_distributed(), download=config.download, image_size=config.image_size)
         c, h, w = self.data.input_size
-        self.supernet_spec = adapt_spec(self.space.supernet_spec(), in_channels=c, num_classes=self.data.num_classes,
+        supernet = supernet if supernet is not None else self.space.supernet_spec()  # given: a nested study trial
+        self.supernet_spec = adapt_spec(supernet, in_channels=c, num_classes=self.data.num_classes,
                                         input_size=(c, h, w))
         torch.manual_seed(tc.seed)  # gate signs and weight init depend only on the seed
         self.model = build_model(self.supernet_spec)
+        set_dgconv_impl(self.model, config.dgconv_impl)
         dgconvs = [(p, conv) for p, conv in self.supernet_spec.convs() if conv.kind == "dgconv"]
         dense_spec = self.supernet_spec.with_values({p: conv.replace(kind="dense").to_dict() for p, conv in dgconvs})
         dense = count(build_model(dense_spec), (c, h, w), per_layer=False)
@@ -161,18 +183,24 @@ class DifferentiableSearch:
             m.gates.register_hook(lambda g: g * self._gate_scale)
 
     def layer_info(self) -> list[dict[str, Any]]:
-        """Spec path and shape of every DGConv layer (for reports), in network order."""
+        """Layer name (``stages.0.0.conv1``, as in labels and counts) and shape of every DGConv, in the order of
+        ``budget.layers`` (the order of ``groups`` and ``gates`` in results and history; MGIC builds its modules
+        level by level, so this is not always the spec's order)."""
+        from mgnas.spec import layer_name
+
         from ._freeze import supernet_paths
 
-        return [{"path": p, "in_channels": m.in_channels, "out_channels": m.out_channels,
+        names = {id(m): layer_name(p) for p, _, m in supernet_paths(self.supernet_spec, self.model)}
+        return [{"name": names[id(m)], "in_channels": m.in_channels, "out_channels": m.out_channels,
                  "kernel_size": m.kernel_size, "max_groups": math.gcd(m.in_channels, m.out_channels)}
-                for p, _, m in supernet_paths(self.supernet_spec, self.model)]
+                for m in self.budget.layers]
 
     # ------------------------------------------------------------------ trainer hooks
     def identity(self) -> dict[str, Any]:
         cfg = self.config
         train = {k: v for k, v in _plain(cfg.train).items() if k not in ("workers", "eval_batch_size", "compile")}
-        key = json.dumps({"search": {k: v for k, v in _plain(cfg).items() if k != "train"}, "train": train},
+        search = {k: v for k, v in _plain(cfg).items() if k != "train" and k not in _RUNTIME_KEYS}
+        key = json.dumps({"search": search, "train": train},
                          sort_keys=True, default=str)
         return {"spec_hash": self.supernet_spec.content_hash(), "space": cfg.space, "data": cfg.data,
                 "budget": cfg.budget, "penalty": cfg.penalty,
@@ -243,7 +271,8 @@ class DifferentiableSearch:
         start = time.time()
         trainer = Trainer(self.model, self.config.train, self.data, self.out_dir, param_groups=self.param_groups(),
                           loss_fn=self.loss_fn, on_epoch_end=self.on_epoch_end, extra_state=self.extra_state,
-                          load_extra_state=self.load_extra_state, identity=self.identity(), progress=self.progress)
+                          load_extra_state=self.load_extra_state, identity=self.identity(), progress=self.progress,
+                          device=self.device)
         metrics = trainer.fit(resume=resume)
         model = trainer.model
         ratio_trained = self.budget.ratio()
@@ -262,7 +291,7 @@ class DifferentiableSearch:
         cfg = self.config
         model.eval()
         frozen, static_state = freeze(self.supernet_spec, model)
-        self.static_state = static_state
+        self.static_state = {k: v.cpu() for k, v in static_state.items()}  # weights.pt loads without a GPU
         counted = count(build_model(frozen), frozen.input_size, per_layer=False)
         test_acc = metrics.get("test_accuracy")
         accuracy = test_acc if test_acc is not None else metrics.get("val_accuracy")
@@ -274,27 +303,32 @@ class DifferentiableSearch:
             "projected": bool(flips), "projection_flips": flips, "budget_spec": cfg.budget, "penalty": cfg.penalty,
             "params": counted.params, "macs": counted.macs, "epochs": cfg.train.epochs,
             "seconds": metrics.get("seconds", seconds), "groups": groups_per_layer(self.budget.layers),
-            "lambda": self.lam, "layers": self.layer_info(),
+            "lambda": self.lam, "layers": self.layer_info(), "dgconv_impl": cfg.dgconv_impl,
+            "device": str(getattr(trainer, "device", self.device)),
         }
         frozen = frozen.with_metrics(params=counted.params, macs=counted.macs, val_accuracy=result["val_accuracy"],
                                      test_accuracy=test_acc, zeta=zeta, zeta_over_o=result["zeta_over_o"])
         frozen = frozen.with_provenance(space=cfg.space, data=cfg.data, budget=cfg.budget, penalty=cfg.penalty,
                                         seed=cfg.train.seed, git_commit=_git_commit(), strategy="differentiable",
+                                        supernet_impl=cfg.dgconv_impl,
                                         supernet_hash=self.supernet_spec.content_hash())
         if self.out_dir is not None and getattr(trainer, "is_main", True):
             self._write(frozen, result, trainer)
         return SearchResult(frozen, result, self.out_dir)
 
     def _write(self, frozen: Any, result: dict[str, Any], trainer: Any) -> None:
+        """Every file atomically (a kill or a full disk never leaves a truncated one); ``result.json`` last, so a
+        directory with a ``result.json`` holds a complete search."""
+        from mgnas._atomic import write_json_atomic, write_text_atomic
         from mgnas.config import dump_config
         from mgnas.spec import save
+        from mgnas.train.checkpoint import save_atomic
 
         out = self.out_dir
         out.mkdir(parents=True, exist_ok=True)
+        save_atomic(self.static_state, out / "weights.pt")  # build_model(spec.json).load_state_dict(...)
         save(frozen, out / "spec.json")
-        torch.save(self.static_state, out / "weights.pt")  # build_model(spec.json).load_state_dict(...)
-        (out / "result.json").write_text(json.dumps(result, indent=1) + "\n")
-        (out / "config.yaml").write_text(dump_config(self.config))
+        write_text_atomic(dump_config(self.config), out / "config.yaml")
         try:
             from mgnas.viz import write_report
 
@@ -303,6 +337,13 @@ class DifferentiableSearch:
                          f"on {self.config.data}, {self.config.budget}, {self.config.penalty}")
         except ImportError as err:  # plotly missing: the search result stands without its report
             print(f"report.html not written: {err}")
+        write_json_atomic(result, out / "result.json", indent=1)
+
+
+def _check_device_name(device: str) -> None:
+    name, sep, index = str(device).strip().lower().partition(":")
+    if name not in ("auto", "cpu", "cuda") or (sep and (name != "cuda" or not index.isdigit())):
+        raise ValueError(f"device: {device!r} is not supported; valid values: auto, cpu, cuda, cuda:N")
 
 
 def _load_data(spec: str, **kwargs: Any) -> Any:

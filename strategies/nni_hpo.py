@@ -232,7 +232,9 @@ def run_nni_study(config: StudyConfig, out_dir: Path | str, *, tuner: str = "tpe
         for t in study.get_trials(deepcopy=False)[len(study.get_trials(deepcopy=False)) - imported:]:
             log(f"{trial_line(t, config.objectives)} (NNI trial {t.user_attrs.get('nni_trial_id')})")
         log(f"imported {imported} NNI trial(s) into study {config.name!r} ({url})")
-    (out / "study.json").write_text(json.dumps({"storage": url, "study_name": config.name, "backend": "nni"}) + "\n")
+    from mgnas._atomic import write_json_atomic
+
+    write_json_atomic({"storage": url, "study_name": config.name, "backend": "nni"}, out / "study.json", indent=None)
     return study
 
 

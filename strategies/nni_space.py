@@ -4,7 +4,7 @@
 (adapted to the data set) with every searchable conv replaced by a ``LayerChoice`` over one conv per allowed group
 count. NNI's DARTS rejects a mutable ``groups`` argument of a ``MutableConv2d`` (its differentiable mixed conv
 cannot weigh convs of different group counts), so each candidate is a separate, complete conv module. The
-``LayerChoice`` label is the mgnas dimension label (``stage1.block0.conv2.groups``) and the candidate names are the
+``LayerChoice`` label is the mgnas dimension label (``stages.1.0.conv2.groups``) and the candidate names are the
 group counts as strings (NNI requires string keys), so an NNI sample *is* an mgnas sample up to ``int()``:
 :func:`to_mgnas_spec` converts it with ``space.freeze``.
 
@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import logging
 import tempfile
 import warnings
@@ -356,5 +355,7 @@ def _finish(space: Any, sample: Mapping[str, Any], bundle: Any, name: str, *, tw
     spec = spec.with_metrics(params=int(counted.params), macs=int(counted.macs))
     if out_dir is not None:
         save(spec, Path(out_dir) / "spec.json")
-        (Path(out_dir) / "nni_sample.json").write_text(json.dumps(dict(sample), indent=1) + "\n")
+        from mgnas._atomic import write_json_atomic
+
+        write_json_atomic(dict(sample), Path(out_dir) / "nni_sample.json", indent=1)
     return spec

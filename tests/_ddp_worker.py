@@ -4,10 +4,12 @@ Run under torchrun (2 gloo processes on CPU)::
 
     torchrun --nproc_per_node=2 tests/_ddp_worker.py OUT_DIR [--epochs 2] [--resume] [--interrupt-at-step N]
         [--reference DIR]
+    torchrun --nproc_per_node=2 tests/_ddp_worker.py OUT_DIR --search sparse|masked [--epochs 1]
 
 Every rank checks, before every optimiser step (i.e. after the previous one) and at the end, that all
 parameters are bit-identical across ranks, and that it wrote no file unless it is rank 0. Exit code 0
-when all checks pass, 3 otherwise.
+when all checks pass, 3 otherwise. ``--search IMPL`` runs a DGConv search (resnet20_groups on digits, b=8,
+DGConv2d impl IMPL) instead of TinyNet, and checks the raw gates and all parameters the same way.
 """
 
 from __future__ import annotations
@@ -146,6 +148,45 @@ def run_one(out_dir: str, epochs: int, resume: bool = False, interrupt_at: int |
     return ok
 
 
+def run_search(out_dir: str, epochs: int, impl: str) -> bool:
+    """A DGConv search with ``impl`` on this rank's shard of digits; True when the gates (and every other
+    parameter) were bit-identical on every rank before every step and at the end, and the gates moved."""
+    from mgnas.strategies.differentiable import DifferentiableSearch, SearchConfig
+
+    from mgnas.config import load_config
+    from mgnas.train.distributed import all_equal, get_rank, get_world_size
+
+    cfg = load_config(SearchConfig, None, {"space": "resnet20_groups", "data": "digits", "budget": "b=8",
+                                           "dgconv_impl": impl, "device": "cpu", "train.epochs": epochs,
+                                           "train.batch_size": 32})
+    search = DifferentiableSearch(cfg, out_dir, progress=False)
+    layers = search.budget.layers
+    impls = {m.impl for m in layers}
+    start = [m.gate_pattern() for m in layers]
+    mismatches: list[int] = []
+    steps = [0]
+    inner = search.loss_fn
+
+    def gates() -> torch.Tensor:
+        return torch.cat([m.gates.detach().reshape(-1) for m in layers])
+
+    def checked_loss(fwd, x, y):
+        same = all_equal(gates()) and all_equal(torch.cat([p.detach().reshape(-1) for p in search.model.parameters()]))
+        if not same:
+            mismatches.append(steps[0])
+        steps[0] += 1
+        return inner(fwd, x, y)
+
+    search.loss_fn = checked_loss
+    result = search.run()
+    final_ok = all_equal(gates())
+    moved = [m.gate_pattern() for m in layers] != start
+    ok = not mismatches and final_ok and moved and impls == {impl} and result.result["dgconv_impl"] == impl
+    print(f"{out_dir} search rank {get_rank()}/{get_world_size()} impl {sorted(impls)}: steps {steps[0]} "
+          f"mismatches {mismatches} final {final_ok} patterns moved {moved} -> {'OK' if ok else 'FAIL'}", flush=True)
+    return ok
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("out_dir")
@@ -153,9 +194,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--interrupt-at-step", type=int, default=None, help="stop before this step (1-based)")
     parser.add_argument("--reference", default=None, help="first train uninterrupted into this folder")
+    parser.add_argument("--search", choices=("sparse", "masked"), default=None, help="a DGConv search instead")
     args = parser.parse_args(argv)
     from mgnas.train.distributed import cleanup
 
+    if args.search is not None:
+        ok = run_search(args.out_dir, args.epochs, args.search)
+        cleanup()
+        return 0 if ok else 3
     ok = True
     if args.reference:
         ok = run_one(args.reference, args.epochs)

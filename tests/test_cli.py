@@ -34,7 +34,7 @@ def test_count_json_model_and_spec_file(tmp_path, capsys):
 def test_count_table_shows_layers_and_totals():
     res = run("count", "resnet20_cifar")
     assert res.returncode == 0, res.stderr
-    assert "stem.conv.conv" in res.stdout and "269,722" in res.stdout
+    assert "stages.0.0.conv1 " in res.stdout and "dense" in res.stdout and "269,722" in res.stdout
 
 
 def test_count_with_model_argument(capsys):
@@ -80,3 +80,117 @@ def test_count_mgic_resnet50_per_layer_table_is_quick():
                          capture_output=True, text=True, timeout=30)
     assert res.returncode == 0, res.stderr
     assert "stages.0.0" in res.stdout and "parameters" in res.stdout
+
+
+# --- the error funnel (issue 11) --------------------------------------------------------------------------
+
+
+def _err_lines(capsys):
+    out, err = capsys.readouterr()
+    return out, err.splitlines()
+
+
+def test_bare_command_and_help(capsys):
+    assert main([]) == 2
+    out, lines = _err_lines(capsys)
+    assert out == "" and len(lines) == 1 and "a command is required" in lines[0]
+    assert main(["--help"]) == 0 and "COMMAND" in capsys.readouterr().out
+    assert main(["count", "--help"]) == 0 and "MODEL" in capsys.readouterr().out
+    assert main(["search", "--epochs", "x", "--out", "o"]) == 2
+    out, lines = _err_lines(capsys)
+    assert lines == ["mgnas search: error: argument --epochs: invalid integer: 'x'"]
+    assert main(["study", "--bogus", "--out", "o"]) == 2
+    assert _err_lines(capsys)[1] == ["mgnas study: error: unrecognized arguments: --bogus"]
+
+
+def test_broken_pipe_exits_quietly(capsys, monkeypatch):
+    class Closed:
+        def write(self, _text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def flush(self):
+            raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(sys, "stdout", Closed())
+    assert main(["models", "--json"]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_internal_error_is_one_line_traceback_on_request(capsys, monkeypatch):
+    from mgnas.cli._models import ModelsCommand
+
+    def boom(self, args):
+        raise RuntimeError("boom\nsecond line")
+
+    monkeypatch.setattr(ModelsCommand, "take_action", boom)
+    monkeypatch.delenv("MGNAS_DEBUG", raising=False)
+    assert main(["models"]) == 1
+    out, lines = _err_lines(capsys)
+    assert len(lines) == 1 and "internal error: RuntimeError: boom" in lines[0] and "MGNAS_DEBUG" in lines[0]
+    monkeypatch.setenv("MGNAS_DEBUG", "1")
+    assert main(["models"]) == 1
+    assert "Traceback" in capsys.readouterr().err
+
+
+def test_warnings_are_held_back_until_success(capsys, monkeypatch):
+    import warnings
+
+    from mgnas.cli._base import UsageError
+    from mgnas.cli._models import ModelsCommand
+
+    def warn_then(fail):
+        def action(self, args):
+            warnings.warn("a library warning", UserWarning, stacklevel=1)
+            if fail:
+                raise UsageError("bad input")
+            return 0
+        return action
+
+    monkeypatch.setattr(ModelsCommand, "take_action", warn_then(True))
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        assert main(["models"]) == 2
+    assert _err_lines(capsys)[1] == ["mgnas models: error: bad input"] and not shown
+    monkeypatch.setattr(ModelsCommand, "take_action", warn_then(False))
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        assert main(["models"]) == 0
+    assert [str(w.message) for w in shown] == ["a library warning"]
+
+
+def test_logged_tracebacks_of_libraries_are_dropped(capsys):
+    import logging
+
+    from mgnas.cli import _no_logged_tracebacks
+
+    log = logging.getLogger("optuna.test_cli")
+    log.addHandler(handler := logging.StreamHandler(sys.stderr))
+    try:
+        with _no_logged_tracebacks():
+            try:
+                raise ValueError("inside a trial")
+            except ValueError as err:
+                log.warning("Trial 3 failed because of the following error", exc_info=err)
+            log.warning("Trial 4 failed with value None.")
+            log.warning("kept")
+    finally:
+        log.removeHandler(handler)
+    assert capsys.readouterr().err.splitlines() == ["kept"]
+
+
+def test_set_choices_takes_a_dotted_label_whole(tmp_path):
+    """`--set choices.<label>=[...]`, the form `mgnas spaces --help` documents, with labels holding dots."""
+    from mgnas.search_spaces import get_space
+
+    from mgnas.cli import build_parser
+    from mgnas.cli._study import resolve_study_config
+
+    dims = get_space("resnet20_groups").dimensions()
+    label = next(d.label for d in dims if "." in d.label)
+    other = next(d.label for d in dims if "." in d.label and d.label != label)
+    subset = list(next(d for d in dims if d.label == label).choices)[:2]
+    args = build_parser().parse_args([
+        "study", "--space", "resnet20_groups", "--out", str(tmp_path / "q"),
+        "--set", f"choices.{label}={json.dumps(subset)}", "--set", f"fixed.{other}=1"])
+    config = resolve_study_config(args)
+    assert config.choices == {label: subset} and config.fixed == {other: 1}

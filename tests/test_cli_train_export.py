@@ -129,8 +129,9 @@ def test_export_bad_input(search_dir, tmp_path, capsys):
     torch.save(state, tmp_path / "w.pt")
     _one_line_error(capsys, 2, ["export", spec, "--checkpoint", str(tmp_path / "w.pt"), "--format", "onnx",
                                 "--out", out], f"tensor '{first}' has shape [3]")
-    _one_line_error(capsys, 2, ["export", spec, "--checkpoint", str(search_dir / "checkpoint.pt"), "--format", "pt2",
-                                "--out", out], "does not match the spec")
+    if not json.loads((search_dir / "result.json").read_text())["projection_flips"]:  # issue 11: the loader of
+        assert cli.main(["export", spec, "--checkpoint", str(search_dir / "checkpoint.pt"), "--format", "pt2",
+                         "--out", str(tmp_path / "m.pt2")]) == 0  # --init-from takes the supernet checkpoint too
     _one_line_error(capsys, 2, ["train", "--spec", spec, "--model", "resnet20_cifar", "--data", "digits",
                                 "--out", str(tmp_path / "t")], "exactly one of --spec")
 
@@ -140,4 +141,4 @@ def test_failed_check_exits_1(tmp_path, capsys, monkeypatch):
 
     monkeypatch.setattr(_export, "TOLERANCE", -1.0)
     _one_line_error(capsys, 1, ["export", "mgnet_cifar", "--format", "torchscript", "--out",
-                                str(tmp_path / "m.ts"), "--check"], "check failed")
+                                str(tmp_path / "m.ts"), "--check", "--random-init"], "check failed")

@@ -36,7 +36,7 @@ def test_demo_writes_search_study_and_index(demo):
     sections = index_data(demo)
     assert [s.title.split(":")[0] for s in sections] == ["search", "study"]
     search, study = sections
-    assert search.summary["params"] == f"{load(demo / 'spec.json').metrics['params']:,}"
+    assert search.summary["parameters"] == f"{load(demo / 'spec.json').metrics['params']:,}"
     finished = sum(int(n) for n in re.findall(r"(\d+) (?:complete|pruned)", study.summary["trials"]))
     assert finished == 2
     assert study.table_rows and all((demo / row[0]).is_file() for row in study.table_rows)

@@ -76,7 +76,7 @@ def test_spec_records_the_per_level_structure():
     widths = [lv["A"]["in_channels"] for lv in last["levels"]]
     assert widths == [512, 256, 128, 64, 32]
     assert [lv["A"].get("groups", 1) for lv in last["levels"]] == [64, 32, 16, 8, 1]
-    assert spec.get("stage3.block0.level4.B.kind") == "dense"
+    assert spec.get("stages.3.0.levels.4.B.kind") == "dense"
     assert "R" not in last["levels"][-1] and last["levels"][0]["P"]["in_channels"] == 256
     assert spec.provenance["model_kwargs"]["channel_scale"] == 2
     assert ArchSpec.from_dict(spec.to_dict()) == spec
@@ -92,7 +92,7 @@ def test_transfers_reuse_the_neighbouring_levels_operators():
 
 def test_frozen_groups_and_dgconv_supernet_come_from_the_spec():
     spec = model_spec("mgiad_cifar", coarse_channels=32)
-    frozen = build_model(spec.with_values({"stage3.block0.level1.A.groups": 8}))
+    frozen = build_model(spec.with_values({"stages.3.0.levels.1.A.groups": 8}))
     assert frozen.stages[3].smoother.A.groups == 64 and frozen.stages[3].smoother.cycles[0].coarse.A.groups == 8
     grouped = {p: c.replace(kind="dgconv", groups=1).to_dict() for p, c in spec.convs()
                if p.endswith((".A", ".B")) and c.groups > 1}

@@ -87,10 +87,10 @@ def test_sample_values_may_be_ints_or_strings(space):
 
 def test_bad_input_is_one_clear_error(space):
     good = {label: "1" for label in space.labels()}
-    with pytest.raises(ValueError, match="unknown label 'stage9"):
-        to_mgnas_spec(space, {**good, "stage9.block0.conv1.groups": "1"})
-    with pytest.raises(ValueError, match=r"stage0.block0.conv1.groups='3' is not one of \[1, 2, 4, 8, 16\]"):
-        to_mgnas_spec(space, {**good, "stage0.block0.conv1.groups": "3"})
+    with pytest.raises(ValueError, match=r"unknown label 'stages\.9"):
+        to_mgnas_spec(space, {**good, "stages.9.0.conv1.groups": "1"})
+    with pytest.raises(ValueError, match=r"stages\.0\.0\.conv1\.groups='3' is not one of \[1, 2, 4, 8, 16\]"):
+        to_mgnas_spec(space, {**good, "stages.0.0.conv1.groups": "3"})
     with pytest.raises(ValueError, match="lacks 1 label"):
         to_mgnas_spec(space, dict(list(good.items())[1:]))
     with pytest.raises(ValueError, match="supports group-count spaces .*supported: .*resnet20_groups"):
@@ -153,7 +153,7 @@ def test_cli_nni_nas(tmp_path, capsys):
                      "--epochs", "1", "--out", str(out), "--batch-size", "128"])
     text = capsys.readouterr().out
     assert code == 0
-    assert "experimental" in text and "stage2.block2.conv2.groups" in text and str(out / "spec.json") in text
+    assert "experimental" in text and "stages.2.2.conv2.groups" in text and str(out / "spec.json") in text
     saved = json.loads((out / "spec.json").read_text())
     assert f"{saved['metrics']['params']:,} params" in text
     # the same --out again: refused, one line, exit 2
@@ -164,7 +164,7 @@ def test_cli_nni_nas(tmp_path, capsys):
 @pytest.mark.parametrize("flags, words", [
     (["--space", "mgic_resnet56"], "supports group-count spaces"),
     (["--space", "nope_groups"], "nope_groups"),
-    (["--space", "resnet20_groups", "--epochs", "0"], "--epochs must be > 0"),
+    (["--space", "resnet20_groups", "--epochs", "0"], "--epochs: 0 is outside the valid range"),
     (["--space", "resnet20_groups", "--data", "mnist"], "unknown data set"),
 ])
 def test_cli_bad_input_exits_2_with_one_line(tmp_path, capsys, flags, words):

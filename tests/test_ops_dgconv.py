@@ -233,3 +233,14 @@ def test_factory_builds_dgconv() -> None:
     m = create_conv2d("dgconv", 32, 32, 3, stride=2)
     assert isinstance(m, DGConv2d) and m.padding == 1 and m.stride == 2
     assert m(torch.randn(1, 32, 8, 8)).shape == (1, 32, 4, 4)
+
+
+@pytest.mark.parametrize(("c_in", "c_out", "k"), [(256, 256, 3), (64, 128, 3), (512, 256, 1)])
+def test_weight_init_is_kaiming_normal_fan_out(c_in: int, c_out: int, k: int) -> None:
+    """As the conv it replaces in torchvision's ResNets and the public G-ResNeXt code: std sqrt(2 / (C_out k²))."""
+    torch.manual_seed(0)
+    m = DGConv2d(c_in, c_out, k, bias=True)
+    expected = (2.0 / (c_out * k * k)) ** 0.5
+    assert abs(m.weight.std().item() / expected - 1) < 0.05
+    assert abs(m.weight.mean().item()) < 0.05 * expected
+    assert torch.equal(m.bias, torch.zeros(c_out))

@@ -58,3 +58,22 @@ def test_input_size_forms():
     assert parse_input_size([1, 8, 8]) == (1, 8, 8)
     assert count(nn.Flatten(), "1x2x2").macs == 0
     assert torch.is_grad_enabled()
+
+
+def test_conv_rows_show_kind_and_groups():
+    from mgnas.ops import DGConv2d, TwoLevelGroupConv2d
+    from mgnas.ops.group import GroupConv2d
+    from mgnas.profile._count import conv_kind
+
+    assert conv_kind(nn.Conv2d(8, 8, 3)) == ("dense", 1)
+    assert conv_kind(nn.Conv2d(8, 16, 3, groups=4)) == ("group g=4", 4)
+    assert conv_kind(nn.Conv2d(8, 8, 3, groups=8)) == ("depthwise g=8", 8)
+    perm = list(range(8))[::-1]
+    assert conv_kind(GroupConv2d(8, 8, 1, groups=2, in_perm=perm)) == ("group g=2 +perm", 2)
+    assert conv_kind(TwoLevelGroupConv2d(8, 8, 3, groups=4)) == ("two_level g=4", 4)
+    dg = DGConv2d(8, 8, 3)
+    dg.set_gates([0, 1, 0])
+    assert conv_kind(dg) == ("dgconv g=4 (factors 2×2×2)", 4)
+    assert conv_kind(nn.BatchNorm2d(8)) == ("", None)
+    rows = count(create_model("mgic_resnet56"), "3x32x32").layers
+    assert any(r.kind.startswith("mgic restriction g=") for r in rows)

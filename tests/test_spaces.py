@@ -7,6 +7,7 @@ import torch
 from mgnas.search_spaces import FixedTrial, InfeasibleChoice, get_space, list_spaces
 
 from mgnas.models import build_model, model_spec
+from mgnas.spec import legacy_label
 
 N_SAMPLES = 20
 
@@ -80,9 +81,21 @@ def test_resnext_space_matches_named_models():
     assert space.default().content_hash() == model_spec("resnext50_32x4d").content_hash()
     assert space.supernet_spec().content_hash() == model_spec("g_resnext50").content_hash()
     assert not space.contains(model_spec("resnet50"))
-    spec = space.freeze({"stage2.block0.conv2.groups": 4})
+    spec = space.freeze({"stages.2.0.conv2.groups": 4})
     assert spec.get("stages[2].blocks[0].conv2.groups") == 4
-    assert spec.get("stages[2].blocks[1].conv2.groups") == 32
+    assert spec.get("stages.2.1.conv2.groups") == 32
+
+
+def test_labels_are_layer_names_and_the_old_spelling_is_deprecated():
+    space = get_space("resnet20_groups")
+    assert space.labels()[0] == "stages.0.0.conv1.groups"
+    assert all(label.startswith("stages.") and label.endswith(".groups") for label in space.labels())
+    with pytest.warns(DeprecationWarning, match="stages.1.0.conv1.groups"):
+        spec = space.freeze({"stage1.block0.conv1.groups": 4})
+    assert spec == space.freeze({"stages.1.0.conv1.groups": 4})
+    assert space.suggest(FixedTrial({**space.default_choices(), "stages.1.0.conv1.groups": 4})) == spec
+    old = {legacy_label(k): v for k, v in space.default_choices().items()}  # a trial recorded with old labels
+    assert space.suggest(FixedTrial(old)) == space.default()
 
 
 def test_permuted_search_result_is_in_the_group_space():

@@ -30,7 +30,7 @@ def test_json_round_trip_and_hash(tmp_path):
 
 def test_error_names_the_field_path():
     with pytest.raises(SpecError, match=r"^stages\[0\]\.blocks\[0\]\.conv2\.groups: 48 does not divide 40"):
-        _spec().with_values({"stage0.block0.conv2.groups": 48})
+        _spec().with_values({"stages.0.0.conv2.groups": 48})
 
 
 @pytest.mark.parametrize(
@@ -67,10 +67,11 @@ def test_block_needs_a_type():
 
 
 def test_labels_and_paths_are_inverse():
-    label = "stage2.block0.conv2.groups"
+    label = "stages.2.0.conv2.groups"
     assert label_to_path(label) == "stages[2].blocks[0].conv2.groups"
     assert path_to_label(label_to_path(label)) == label
-    assert _spec().get("stage0.block0.conv2.groups") == 8
+    assert _spec().get("stages.0.0.conv2.groups") == 8
+    assert label_to_path("stage2.block0.conv2.groups") == label_to_path(label)  # the deprecated spelling still reads
 
 
 def test_convs_iterates_with_paths():

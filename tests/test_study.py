@@ -3,6 +3,7 @@ Pareto export checked by brute force, bad input. CPU, short trials (MGIC-ResNet-
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -55,7 +56,8 @@ def _check_finished(study, n: int) -> None:
     assert len(complete) == len(set(complete)), "a parameter set was counted twice"
     for t in trials:
         if t.state.name == "COMPLETE":
-            assert "spec" in t.user_attrs and t.user_attrs["params"] == t.values[1]
+            assert "spec_artifact" in t.user_attrs and "spec" not in t.user_attrs  # the spec is an artifact
+            assert t.user_attrs["params"] == t.values[1]
 
 
 def _two_workers(tmp_path: Path, storage: str, n: int = 4) -> None:
@@ -93,7 +95,7 @@ def test_killed_worker_is_retried_and_nothing_finished_is_lost(tmp_path, kind):
                 continue
             trials = study.get_trials(deepcopy=False)
             if any(t.state.name == "COMPLETE" for t in trials) and any(
-                    t.state.name == "RUNNING" and "spec" in t.user_attrs for t in trials):
+                    t.state.name == "RUNNING" and "spec_hash" in t.user_attrs for t in trials):
                 break
     first.send_signal(signal.SIGKILL)
     first.communicate()
@@ -124,6 +126,7 @@ def small_study(tmp_path_factory):
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # 2 threads on a shared 2-core machine can be many times slower
+    mp.setenv("MGNAS_THREADS", "1")  # ... and mgnas.cli sizes its threads by mgnas.runtime's policy
     t0 = time.perf_counter()
     rc = cli.main(["study", "--space", "mgic_resnet56", "--data", "digits", "--epochs-per-trial", "1",
                    "--batch-size", "64", "--trials", "4", "--objectives", "accuracy,params,macs", "--study-name", "s",
@@ -312,29 +315,107 @@ def _journal_study(tmp_path: Path) -> str:
     return url
 
 
-def _dashboard_studies(storage_arg: str) -> list[dict]:
-    """Start the real ``optuna-dashboard`` server on the storage; the studies its REST API lists."""
+@contextlib.contextmanager
+def _dashboard(storage_arg: str, artifact_dir: Path | None = None):
+    """Start the real ``optuna-dashboard`` server on the storage; yield a GET function for its REST API."""
     import urllib.request
 
     exe = Path(sys.executable).with_name("optuna-dashboard")
     if not exe.exists():
         pytest.skip("optuna-dashboard is not installed (pip install optuna-dashboard)")
     port = _free_port()
-    proc = subprocess.Popen([str(exe), storage_arg, "--host", "127.0.0.1", "--port", str(port)],
+    extra = ["--artifact-dir", str(artifact_dir)] if artifact_dir is not None else []
+    proc = subprocess.Popen([str(exe), storage_arg, "--host", "127.0.0.1", "--port", str(port), *extra],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    def get(path: str) -> bytes:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as r:
+            return r.read()
+
     try:
         deadline = time.time() + 60
         while True:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=5) as r:
-                    return json.loads(r.read())["study_summaries"]
+                get("/api/studies")
+                break
             except OSError:
                 if time.time() > deadline or proc.poll() is not None:
                     raise AssertionError(f"optuna-dashboard did not serve: {proc.stderr.read()[-1000:]}") from None
                 time.sleep(0.3)
+        yield get
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def _dashboard_studies(storage_arg: str) -> list[dict]:
+    """The studies the real ``optuna-dashboard``'s REST API lists for the storage."""
+    with _dashboard(storage_arg) as get:
+        return json.loads(get("/api/studies"))["study_summaries"]
+
+
+def test_dashboard_shows_metric_names_and_the_spec_artifact(small_study):
+    """optuna-dashboard (with --artifact-dir beside the storage) names the objectives and serves each
+    trial's spec artifact, which rebuilds to the recorded parameter count."""
+    from mgnas.models import build_model
+    from mgnas.profile import count
+    from mgnas.spec import loads
+
+    out, url, _ = small_study
+    study = _load(url, "s")
+    assert study.metric_names == ["accuracy", "params", "macs"]
+    assert study.user_attrs["artifact_dir"] == str((out / "artifacts").resolve())
+    with _dashboard(url, out / "artifacts") as get:
+        summary = json.loads(get("/api/studies"))["study_summaries"][0]
+        detail = json.loads(get(f"/api/studies/{summary['study_id']}?after=0"))
+        assert detail["objective_names"] == ["accuracy", "params", "macs"]
+        trial = next(t for t in detail["trials"] if t["state"] == "Complete")
+        attrs = {a["key"]: a["value"] for a in trial["user_attrs"]}
+        assert "spec" not in attrs and len(json.dumps(attrs)) < 4000  # no 16-30 KB spec in the attrs
+        artifact = next(a for a in trial["artifacts"] if a["artifact_id"] == attrs["spec_artifact"])
+        assert artifact["filename"].endswith(".spec.json") and artifact["mimetype"] == "application/json"
+        spec = loads(get(f"/artifacts/{summary['study_id']}/{trial['trial_id']}/{artifact['artifact_id']}").decode())
+    assert spec.content_hash() == attrs["spec_hash"]
+    assert count(build_model(spec), tuple(spec.input_size), per_layer=False).params == int(attrs["params"])
+    from mgnas.strategies.study._config import numeric_order
+
+    numeric = 0
+    for t in study.get_trials(deepcopy=False):  # numeric choices are stored as numbers, in ascending order
+        for label, dist in t.distributions.items():
+            if label != "level_rule":
+                numeric += 1
+                assert not any(isinstance(c, str) for c in dist.choices), (label, dist.choices)
+                assert list(dist.choices) == numeric_order(dist.choices), (label, dist.choices)
+                assert t.params[label] is None or isinstance(t.params[label], int)
+    assert numeric > 0
+
+
+def test_trials_csv_feasible_agrees_with_infeasible_pruning():
+    import csv
+    import io
+
+    from mgnas.strategies.study._pareto import _trials_csv
+
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    study.add_trial(optuna.trial.create_trial(values=[0.5, 10.0]))
+    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.PRUNED,
+                                              user_attrs={"infeasible": "group_size 32 must divide 16"}))
+    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.PRUNED, user_attrs={"duplicate_of": 0}))
+    rows = list(csv.DictReader(io.StringIO(_trials_csv(study, ["accuracy", "params"]))))
+    assert [r["feasible"] for r in rows] == ["True", "False", "True"]
+    assert rows[1]["attr_infeasible"].startswith("group_size 32")
+
+
+def test_numeric_choices_are_suggested_in_ascending_order():
+    from mgnas.strategies.study._config import numeric_order
+
+    assert numeric_order([32, 4, 16]) == [4, 16, 32]
+    assert numeric_order([3, None, 1]) == [None, 1, 3]
+    assert numeric_order(["code", "paper"]) == ["code", "paper"]
+    config = StudyConfig(sampler="grid", choices={"group_size": [16, 4]})
+    from mgnas.strategies.study._config import _search_space
+
+    assert _search_space(config)["group_size"] == [4, 16]
 
 
 def test_storages_open_in_optuna_dashboard_and_the_optuna_cli(small_study, tmp_path):

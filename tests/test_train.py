@@ -116,8 +116,11 @@ def test_resume_refuses_other_identity_and_config(tmp_path):
 
 
 def test_resume_missing_or_corrupt_checkpoint(tmp_path):
-    with pytest.raises(ResumeError, match="no checkpoint at .*checkpoint.pt"):
-        _trainer(tmp_path, epochs=1).fit(resume=True)
+    # a run killed before its first checkpoint starts from the beginning, as an uninterrupted run (issue 11)
+    fresh, resumed = _trainer(tmp_path / "a", epochs=1), _trainer(tmp_path / "b", epochs=1)
+    fresh.fit()
+    assert resumed.fit(resume=True)["epochs"] == 1
+    assert _untimed(resumed.history) == _untimed(fresh.history)
     (tmp_path / "checkpoint.pt").write_bytes(b"not a checkpoint at all")
     with pytest.raises(ResumeError, match="corrupt"):
         _trainer(tmp_path, epochs=1).fit(resume=True)

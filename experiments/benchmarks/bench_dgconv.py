@@ -1,15 +1,17 @@
 """Benchmark DGConv2d (Zhang et al. Eq. 3-7) on CPU.
 
-1. Training step (forward + backward, gate gradients included) of ``DGConv2d`` vs a dense ``nn.Conv2d``
-   of the same shape (256 -> 256, 3x3, 28x28, batch 32; the input also needs its gradient, as in the
-   middle of a network).
+1. Training step (forward + backward, gate gradients included) of ``DGConv2d`` (``impl="masked"`` and
+   ``"sparse"``, G = 32) vs a dense ``nn.Conv2d`` and the grouped ``nn.Conv2d(groups=32)`` of the same
+   shape (256 -> 256, 3x3, 28x28, batch 32; the input also needs its gradient, as in the middle of a
+   network); also the two forms of the sparse gate-0 sums and the two ways of permuting channels.
 2. Inference of ``to_static()`` (grouped conv, contiguous groups and strided groups with channel
    permutations) vs the dense masked conv (``DGConv2d`` in eval / no_grad) at G = 4, 8, 32.
 
 Every comparison runs in one process with interleaved repetitions (the order rotates every repetition);
 times are medians, ratios the median of the per-repetition (side by side) ratios. Usage::
 
-    python experiments/benchmarks/bench_dgconv.py [--repeats 7] [--quick] [--write-results]
+    python experiments/benchmarks/bench_dgconv.py [--repeats 7] [--quick] [--threads 2] [--clock wall|cpu]
+        [--write-results]
 """
 
 import argparse
@@ -25,14 +27,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
+import mgnas.ops._dgconv_sparse as sparse
 from mgnas.ops import DGConv2d
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 SECTION = "## DGConv2d"
 NOTE = (
     "A load average above the thread count means other jobs shared the cores: such runs are not "
-    "representative (the many small mask ops suffer most; loaded runs on the 2-core VM gave training "
-    "ratios up to 1.15)."
+    "representative (memory-bound work such as channel gathers suffers most); `--threads 1 --clock cpu` "
+    "(process CPU time) is the more robust comparison on a shared machine."
 )
 
 
@@ -46,6 +49,9 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+CLOCK: Callable[[], float] = time.perf_counter  # --clock cpu: time.process_time (robust to a loaded machine)
+
+
 def interleaved(fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 1) -> dict[str, list[float]]:
     """Seconds per call of each function, one entry per repetition; calls interleaved, order rotated."""
     names = list(fns)
@@ -53,10 +59,10 @@ def interleaved(fns: dict[str, Callable[[], object]], repeats: int, warmup: int 
     for rep in range(warmup + repeats):
         shift = rep % len(names)
         for name in names[shift:] + names[:shift]:
-            t0 = time.perf_counter()
+            t0 = CLOCK()
             fns[name]()
             if rep >= warmup:
-                times[name].append(time.perf_counter() - t0)
+                times[name].append(CLOCK() - t0)
     return times
 
 
@@ -69,40 +75,62 @@ def paired_ratio(num: list[float], den: list[float]) -> float:
     return statistics.median(a / b for a, b in zip(num, den))
 
 
-def bench_training(batch: int, size: int, channels: int, repeats: int) -> list[str]:
+def bench_training(batch: int, size: int, channels: int, repeats: int, groups: int = 32) -> list[str]:
+    """One training step (forward + backward, input gradient too) of the dense conv, ``nn.Conv2d(groups=G)``,
+    and ``DGConv2d`` masked and sparse with G groups: unsorted gates (non-contiguous groups, permutations),
+    sorted gates (contiguous, no permutation), and the two forms of the gate-0 sums (weight-gradient /
+    forward conv, ``mgnas.ops._dgconv_sparse.SHIFT_FORM``)."""
+    n_zero = groups.bit_length() - 1
     dense = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
-    dg = DGConv2d(channels, channels, 3)
+    grouped = nn.Conv2d(channels, channels, 3, padding=1, bias=False, groups=groups)
+    k = len(DGConv2d(channels, channels, 3).factors)
+    unsorted = _pattern(k, n_zero, strided=False)
+    unsorted[0], unsorted[-1] = unsorted[-1], unsorted[0]  # [1, 0, ..., 0, 1, ..., 0]: not contiguous
+    dg = {}
+    for name, impl, pattern in (("masked", "masked", unsorted), ("sparse", "sparse", unsorted),
+                                ("sparse_contiguous", "sparse", _pattern(k, n_zero, strided=False))):
+        dg[name] = DGConv2d(channels, channels, 3, impl=impl)
+        dg[name].set_gates(pattern, magnitude=1.0)
+        assert dg[name].num_groups() == groups
+    assert dg["sparse"].sparse_layout().in_perm is not None and dg["sparse_contiguous"].sparse_layout().in_perm is None
     x = torch.randn(batch, channels, size, size, requires_grad=True)
     gy = torch.randn(batch, channels, size, size)
 
-    def step(m: nn.Module) -> Callable[[], None]:
+    def step(m: nn.Module, form: str = "auto") -> Callable[[], None]:
         def run() -> None:
+            sparse.SHIFT_FORM = form
             m.zero_grad(set_to_none=True)
             x.grad = None
             m(x).backward(gy)
+            sparse.SHIFT_FORM = "auto"
         return run
 
-    gw = torch.randn_like(dg.weight)
-
-    def mask_only() -> None:  # the work DGConv adds to a dense step: U, W ⊙ U, and their backward
-        dg.zero_grad(set_to_none=True)
-        (dg.weight * dg.relation()[:, :, None, None]).backward(gw)
-
-    t = interleaved({"dense": step(dense), "dgconv": step(dg), "mask": mask_only}, repeats)
-    assert dg.gates.grad is not None and dg.gates.grad.abs().sum() > 0
-    with torch.no_grad():
-        t_rel = med(interleaved({"relation": dg.relation}, 20)["relation"])
-    return [
-        "| layer | step (ms) | ratio vs dense |",
-        "|---|---:|---:|",
-        f"| nn.Conv2d {channels}->{channels} 3x3 | {med(t['dense']) * 1e3:.1f} | 1.00 |",
-        f"| DGConv2d {channels}->{channels} 3x3 (weight + gates) | {med(t['dgconv']) * 1e3:.1f} | "
-        f"{paired_ratio(t['dgconv'], t['dense']):.3f} |",
-        f"| its extra work alone: U, W ⊙ U and their backward | {med(t['mask']) * 1e3:.1f} | "
-        f"{paired_ratio(t['mask'], t['dense']):.3f} |",
-        "",
-        f"Input {batch}x{channels}x{size}x{size}; building U (relation(), no grad) takes {t_rel * 1e3:.2f} ms.",
-    ]
+    fns = {"dense": step(dense), "grouped": step(grouped), **{n: step(m) for n, m in dg.items()},
+           "sparse_weight_form": step(dg["sparse"], "weight"), "sparse_forward_form": step(dg["sparse"], "forward")}
+    t = interleaved(fns, repeats)
+    assert dg["sparse"].gates.grad is not None and dg["sparse"].gates.grad.abs().sum() > 0
+    labels = {
+        "dense": f"nn.Conv2d {channels}->{channels} 3x3 (dense)",
+        "grouped": f"nn.Conv2d groups={groups} (no gates: the conv it becomes)",
+        "masked": f"DGConv2d masked, G={groups} (W ⊙ U, dense conv)",
+        "sparse": f"DGConv2d sparse, G={groups}, unsorted gates (permutations)",
+        "sparse_contiguous": f"DGConv2d sparse, G={groups}, sorted gates (contiguous)",
+        "sparse_weight_form": "DGConv2d sparse, unsorted, gate-0 sums in the weight-gradient form",
+        "sparse_forward_form": "DGConv2d sparse, unsorted, gate-0 sums in the forward form",
+    }
+    rows = ["| layer (weight + gates + input gradients) | step (ms) | ratio vs dense | ratio vs grouped |",
+            "|---|---:|---:|---:|"]
+    for name, label in labels.items():
+        rows.append(f"| {label} | {med(t[name]) * 1e3:.1f} | {paired_ratio(t[name], t['dense']):.3f} | "
+                    f"{paired_ratio(t[name], t['grouped']):.2f} |")
+    perm = dg["sparse"].sparse_layout().in_perm
+    xd = x.detach()
+    tp = interleaved({"index": partial(perm.apply, xd), "transpose": partial(perm._move, xd, perm.sizes, perm.dims,
+                                                                            perm.gather, True)}, 20)
+    rows += ["", f"Input {batch}x{channels}x{size}x{size}. Permuting the input channels (sparse, unsorted): "
+             f"index_select {med(tp['index']) * 1e3:.2f} ms, mixed-radix reshape/transpose "
+             f"{med(tp['transpose']) * 1e3:.2f} ms."]
+    return rows
 
 
 def _pattern(k: int, n_zero: int, strided: bool) -> list[int]:
@@ -122,7 +150,7 @@ def bench_inference(batch: int, size: int, channels: int, groups: list[int], rep
     ]
     for g in groups:
         n_zero = g.bit_length() - 1
-        dg = DGConv2d(channels, channels, 3).eval()
+        dg = DGConv2d(channels, channels, 3, impl="masked").eval()
         dg.set_gates(_pattern(len(dg.factors), n_zero, strided=False))
         contiguous = dg.to_static().eval()
         dg.set_gates(_pattern(len(dg.factors), n_zero, strided=True))
@@ -142,13 +170,17 @@ def bench_inference(batch: int, size: int, channels: int, groups: list[int], rep
     return rows
 
 
+KEEP = "### Search step"  # bench_sparse_step.py's subsection of the same section: left alone
+
+
 def update_results(section: str, path: Path = RESULTS) -> None:
-    """Replace (or append) the ``## DGConv2d`` section of RESULTS.md, leaving other sections alone."""
+    """Replace (or append) the ``## DGConv2d`` section of RESULTS.md, leaving other sections and the
+    subsection written by ``bench_sparse_step.py`` alone."""
     text = path.read_text() if path.exists() else "# Benchmark results\n"
     lines = text.splitlines()
     if SECTION in lines:
         start = lines.index(SECTION)
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith(("## ", KEEP))), len(lines))
         lines[start:end] = section.rstrip("\n").splitlines() + [""]
     else:
         lines += ["", *section.rstrip("\n").splitlines()]
@@ -159,13 +191,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=7, help="timed repetitions per variant (median)")
     parser.add_argument("--quick", action="store_true", help="small batch and 3 repeats (smoke test)")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads")
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                        help="wall time, or process CPU time (robust to a loaded machine; use with --threads 1)")
     parser.add_argument("--write-results", action="store_true", help=f"update the DGConv2d section of {RESULTS}")
     args = parser.parse_args(argv)
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
+    global CLOCK
+    CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
     torch.manual_seed(0)
     batch, repeats = (4, 3) if args.quick else (32, args.repeats)
     command = "python experiments/benchmarks/bench_dgconv.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    env = f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU: {cpu_model()}"
+    env = f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.clock} clock, CPU: {cpu_model()}"
     load0 = os.getloadavg()[0]
     train = bench_training(batch, 28, 256, repeats)
     infer = bench_inference(batch, 28, 256, [4, 8, 32], repeats)

@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from mgnas._rundir import read_marker
+
 from ._base import EXIT_OK, Command, UsageError
 from ._search import RUN_FILES, run_and_summarise
 
@@ -28,9 +30,11 @@ DEMO_STUDY_TRIALS = 6
 
 
 def _free_dir(base: Path) -> Path:
-    """``base`` if it holds no run, else ``base-2``, ``base-3``, ... (a demo never overwrites a run)."""
+    """``base`` if it holds no run (no run files, no ``.mgnas-run.json``), else ``base-2``, ``base-3``, ...
+    (a demo never overwrites a run, nor a file)."""
     candidate, n = base, 1
-    while candidate.is_dir() and any((candidate / f).exists() for f in RUN_FILES):
+    while candidate.exists() and (not candidate.is_dir() or read_marker(candidate) is not None
+                                  or any((candidate / f).exists() for f in RUN_FILES)):
         n += 1
         candidate = base.with_name(f"{base.name}-{n}")
     return candidate
@@ -54,7 +58,8 @@ class DemoCommand(Command):
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--study-trials", type=int, default=DEMO_STUDY_TRIALS, metavar="N",
                             help=f"trials of the MGIC study (default {DEMO_STUDY_TRIALS}; 0 skips the study)")
-        parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+        parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
+                            help="progress bars on a terminal, one line per epoch elsewhere (on stderr)")
 
     def take_action(self, args: argparse.Namespace) -> int:
         from mgnas.config import load_config
@@ -70,16 +75,18 @@ class DemoCommand(Command):
         out = _free_dir(Path(args.out))
         print(f"mgnas demo: DGConv search of {config.space} on {config.data}, budget {config.budget}, "
               f"{config.train.epochs} epochs -> {out}")
-        run_and_summarise(config, out, resume=False, progress=not args.no_progress)
+        run_and_summarise(config, out, resume=False, progress=args.progress, kind="demo")
         if args.study_trials:
             _study(out / "study", args.study_trials, args.seed)
-        print(f"index of everything produced: {write_index(out, title=f'mgnas demo: {out.name}')}")
+        print(f"index of everything produced: {write_index(out, title='mgnas demo')}")
+        print("next: the real jobs (a DGConv search on ImageNet, studies on many GPUs, retrain and export) are in "
+              "docs/guide.md")
         return EXIT_OK
 
 
 def _study(out: Path, trials: int, seed: int) -> None:
     from mgnas.config import load_config
-    from mgnas.strategies._pareto import export_pareto
+    from mgnas.strategies import export_pareto
     from mgnas.strategies.optuna_study import StudyConfig, run_study, study_overrides
 
     from ._study import print_export

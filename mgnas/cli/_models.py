@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 
-from ._base import EXIT_OK, Command
+from ._base import EXIT_OK, Command, UsageError
+from ._console import console as make_console
+from ._console import table as make_table
 
 
 class ModelsCommand(Command):
@@ -22,26 +23,25 @@ class ModelsCommand(Command):
         parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
     def take_action(self, args: argparse.Namespace) -> int:
-        from ..models import list_models, model_kwargs
-        from ..models._registry import _MODELS
+        from ..models import list_models, model_doc, model_kwargs
 
         names = list_models(args.pattern)
+        if not names:
+            raise UsageError(f"no model matches {args.pattern!r}; see `mgnas models`")
         rows = []
         for n in names:
-            doc = inspect.getdoc(_MODELS[n]) or ""
+            doc = model_doc(n)
             rows.append({"name": n, "kwargs": model_kwargs(n), "description": doc.splitlines()[0] if doc else ""})
         if args.json:
             print(json.dumps(rows, indent=1))
             return EXIT_OK
-        from rich.console import Console
-        from rich.table import Table
 
-        table = Table(title=f"{len(rows)} models" + (f" matching {args.pattern!r}" if args.pattern else ""))
+        table = make_table(f"{len(rows)} models" + (f" matching {args.pattern!r}" if args.pattern else ""))
         table.add_column("model", style="bold cyan", no_wrap=True)
         table.add_column("arguments", overflow="fold")
         table.add_column("description")
         for r in rows:
             kw = ", ".join(f"{k}={v!r}" for k, v in r["kwargs"].items())
             table.add_row(r["name"], kw, r["description"])
-        Console().print(table)
+        make_console().print(table)
         return EXIT_OK

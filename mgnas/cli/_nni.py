@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from ._base import EXIT_OK, Command, UsageError
+from ._console import console as make_console
+from ._console import table as make_table
 
 _STRATEGIES = ("darts", "random-oneshot", "random")
 
@@ -17,12 +19,10 @@ def _positive(name: str, value: Any) -> None:
 
 
 def print_found(spec: Any, out: Path) -> None:
-    from rich.console import Console
-    from rich.table import Table
 
-    console = Console()
+    console = make_console()
     prov = spec.provenance
-    table = Table(title=f"found by {prov['strategy']}: {prov['space']} on {prov['data']}")
+    table = make_table(f"found by {prov['strategy']}: {prov['space']} on {prov['data']}")
     table.add_column("label", overflow="fold")
     table.add_column("choice", justify="right")
     for label, value in prov["choices"].items():
@@ -61,13 +61,14 @@ class NNINasCommand(Command):
         parser.add_argument("--two-level", action="store_true",
                             help="spaces with a two-level switch: grouped candidates are two-level convs")
         parser.add_argument("--accelerator", default="cpu", help="Lightning accelerator (default cpu)")
-        parser.add_argument("--progress", action="store_true", help="show Lightning's progress bars")
+        parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=False,
+                            help="show Lightning's progress bars")
 
     def take_action(self, args: argparse.Namespace) -> int:
         import warnings
 
-        from mgnas.strategies._experimental import ExperimentalWarning
-        from mgnas.strategies._nni_common import NNIUnavailable, import_nni
+        from mgnas._rundir import check_dir, claimed
+        from mgnas.strategies import ExperimentalWarning, NNIUnavailable, import_nni
 
         for name in ("epochs", "trials", "oneshot_samples", "batch_size", "lr"):
             _positive(f"--{name.replace('_', '-')}", getattr(args, name))
@@ -76,18 +77,21 @@ class NNINasCommand(Command):
             raise UsageError(f"--out {out} is a file, not a directory")
         if (out / "spec.json").exists():
             raise UsageError(f"{out} already holds a result (spec.json); choose another --out")
+        check_dir(out, "nni-nas")  # another command's run is refused before any work
         try:
             import_nni(nas=True)
         except NNIUnavailable as err:
             raise UsageError(str(err)) from None
         from mgnas.strategies.nni_space import run_nni_nas
 
-        print("note: mgnas nni-nas is experimental (NNI 3.0 is frozen since 2023)")
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ExperimentalWarning)  # said in the note above, in one line
-            spec = run_nni_nas(args.space, args.data, args.strategy, epochs=args.epochs, batch_size=args.batch_size,
-                               lr=args.lr, trials=args.trials, oneshot_samples=args.oneshot_samples,
-                               two_level=args.two_level, out_dir=out,
-                               seed=args.seed, accelerator=args.accelerator, progress=args.progress)
+            warnings.simplefilter("ignore", ExperimentalWarning)  # said in the note below, in one line
+            with claimed(out, "nni-nas"):
+                spec = run_nni_nas(args.space, args.data, args.strategy, epochs=args.epochs,
+                                   batch_size=args.batch_size, lr=args.lr, trials=args.trials,
+                                   oneshot_samples=args.oneshot_samples, two_level=args.two_level, out_dir=out,
+                                   seed=args.seed, accelerator=args.accelerator, progress=args.progress)
+        # after the run, so that an error stays the one line on stderr
+        print("note: mgnas nni-nas is experimental (NNI 3.0 is frozen since 2023)")
         print_found(spec, out)
         return EXIT_OK

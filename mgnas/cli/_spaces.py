@@ -7,6 +7,8 @@ import json
 from typing import Any
 
 from ._base import EXIT_OK, Command, UsageError
+from ._console import console as make_console
+from ._console import table as make_table
 
 
 def _strategies(space: Any) -> list[str]:
@@ -68,10 +70,8 @@ class SpacesCommand(Command):
         if args.json:
             print(json.dumps(rows, indent=1, default=str))
             return EXIT_OK
-        from rich.console import Console
-        from rich.table import Table
 
-        table = Table(title=f"{len(rows)} search spaces" + (f" matching {args.pattern!r}" if args.pattern else ""))
+        table = make_table(f"{len(rows)} search spaces" + (f" matching {args.pattern!r}" if args.pattern else ""))
         table.add_column("space", style="bold cyan", no_wrap=True)
         table.add_column("model / size", no_wrap=True)
         table.add_column("choices", overflow="fold")
@@ -81,5 +81,5 @@ class SpacesCommand(Command):
             size = f"{r['size']:,}" if r["size"] < 10**9 else f"{r['size']:.1e}"
             table.add_row(r["name"], f"{r['model']}\n{size} architectures",
                           _dims_text(r["dimensions"], limit), "\n".join(r["strategies"]))
-        Console().print(table)
+        make_console().print(table)
         return EXIT_OK

@@ -14,8 +14,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ._base import EXIT_OK, Command, UsageError, add_training_flags, parse_kwargs
-from ._search import check_out_dir
+from ._base import EXIT_OK, Command, UsageError, add_training_flags, check_input_file, parse_kwargs
+from ._search import add_device_flag, check_device, check_out_dir
 
 _FLAGS = {"epochs": "epochs", "lr": "lr", "batch_size": "batch_size", "seed": "seed", "weight_decay": "weight_decay",
           "optimizer": "optimizer", "workers": "workers", "amp": "amp"}
@@ -25,10 +25,12 @@ def _resolve_config(args: argparse.Namespace) -> Any:
     from mgnas.config import load_config
     from mgnas.train import TrainConfig
 
-    overrides: dict[str, Any] = dict(parse_kwargs(args.sets))
+    # `--set train.label_smoothing=0.1` (as `mgnas search` spells the training keys) and `--set label_smoothing=0.1`
+    # are the same setting
+    overrides: dict[str, Any] = {k.removeprefix("train."): v for k, v in parse_kwargs(args.sets, "--set").items()}
     overrides.update({key: getattr(args, flag) for flag, key in _FLAGS.items() if getattr(args, flag) is not None})
-    if args.config is not None and not Path(args.config).is_file():
-        raise UsageError(f"config file {args.config!r} does not exist")
+    if args.config is not None:
+        check_input_file(args.config, "config file")
     return load_config(TrainConfig, args.config, overrides)
 
 
@@ -42,57 +44,21 @@ def _resolve_spec(args: argparse.Namespace) -> Any:
     if args.spec is not None:
         if kwargs:
             raise UsageError("--arg applies to --model, not to --spec")
-        if not Path(args.spec).is_file():
-            raise UsageError(f"spec file {args.spec!r} does not exist")
+        check_input_file(args.spec, "spec file")
         return load(args.spec)
     if args.model not in list_models():
         model_spec(args.model)  # ValueError with close matches
     return model_spec(args.model, **kwargs)
 
 
-def _supernet_state(spec: Any, state: dict[str, Any], path: str) -> dict[str, Any]:
-    """Static weights of ``spec`` from a supernet state dict: rebuild the supernet, load it, freeze it."""
-    import torch
-
-    from mgnas.export._export import match_state_dict
-    from mgnas.models import adapt_spec, build_model
-    from mgnas.search_spaces import get_space
-    from mgnas.strategies._freeze import freeze
-
-    space, want = spec.provenance.get("space"), spec.provenance.get("supernet_hash")
-    if not space or not want:
-        raise UsageError(f"--init-from {path} holds a supernet, but the spec records no search space / supernet "
-                         "hash in its provenance; use the search's weights.pt")
-    c, h, w = spec.input_size
-    supernet = adapt_spec(get_space(space).supernet_spec(), in_channels=c, num_classes=spec.num_classes,
-                          input_size=(c, h, w))
-    if supernet.content_hash() != want:
-        raise UsageError(f"--init-from {path}: the supernet of space {space!r} rebuilt for this data "
-                         f"({supernet.content_hash()}) is not the one searched ({want})")
-    model = build_model(supernet)
-    match_state_dict(model, state, where=f"--init-from {path}")
-    model.load_state_dict(state)
-    model.eval()
-    frozen, static = freeze(supernet, model)
-    ref = {p: c.to_dict() for p, c in spec.convs()}
-    for p, conv in frozen.convs():
-        if ref.get(p) != conv.to_dict():
-            raise UsageError(f"--init-from {path}: its gates give {p} = {conv.groups} groups, the spec has "
-                             f"{ref.get(p, {}).get('groups')} (the search projected the gates after its last "
-                             "checkpoint); use the search's weights.pt")
-    return {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in static.items()}
-
-
 def _init_from(model: Any, spec: Any, path: str) -> None:
-    from mgnas.export._export import load_state_dict, match_state_dict
+    """Load ``--init-from PATH`` into ``model`` (a supernet checkpoint is frozen into ``spec``'s weights first)."""
+    from mgnas.strategies import load_weights_for_spec
+    from mgnas.train import load_static_weights
 
-    if not Path(path).is_file():
-        raise UsageError(f"--init-from {path!r} does not exist")
-    state = load_state_dict(path)
-    if any(k.endswith(".gates") for k in state) and not any(k.endswith(".gates") for k in model.state_dict()):
-        state = _supernet_state(spec, state, path)
-    match_state_dict(model, state, where=f"--init-from {path}")
-    model.load_state_dict(state)
+    check_input_file(path, "--init-from")
+    where = f"--init-from {path}"
+    load_static_weights(model, load_weights_for_spec(spec, path, where=where), where=where)
 
 
 class TrainCommand(Command):
@@ -115,63 +81,42 @@ class TrainCommand(Command):
         parser.add_argument("--resume", action="store_true", help="continue the run in DIR from its checkpoint")
         parser.add_argument("--init-from", metavar="CKPT", help="start from weights.pt or a supernet checkpoint.pt")
         parser.add_argument("--config", metavar="YAML", help="training config file; flags override it")
+        add_device_flag(parser)
         add_training_flags(parser, image_size_help="imagenet crop / digits and synthetic side",
-                           set_help="any training config key, e.g. --set label_smoothing=0.1")
+                           set_help="any training config key, with or without search's train. prefix: --set "
+                           "train.label_smoothing=0.1 is --set label_smoothing=0.1")
 
     def take_action(self, args: argparse.Namespace) -> int:
-        import torch
+        import contextlib
 
-        from mgnas.config import dump_config
-        from mgnas.data import load_data
-        from mgnas.models import adapt_spec, build_model
-        from mgnas.train import Trainer
+        from mgnas._rundir import claimed, sweep_all_temps
+        from mgnas.strategies import load_weights_for_spec
+        from mgnas.train import retrain
 
+        device = check_device(args.device)
         config = _resolve_config(args)
         spec = _resolve_spec(args)
         out = Path(args.out)
-        check_out_dir(out, args.resume)
+        check_out_dir(out, args.resume, "train")
         if args.resume and args.init_from:
             raise UsageError("--init-from starts a new run; it cannot be combined with --resume")
-        distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
-        data = load_data(args.data, batch_size=config.batch_size, eval_batch_size=config.eval_batch_size,
-                         workers=config.workers, seed=config.seed, distributed=distributed, download=args.download,
-                         image_size=args.image_size)
-        c, h, w = data.input_size
-        spec = adapt_spec(spec, in_channels=c, num_classes=data.num_classes, input_size=(c, h, w))
-        torch.manual_seed(config.seed)
-        model = build_model(spec)
+        init = None
         if args.init_from:
-            _init_from(model, spec, args.init_from)
+            check_input_file(args.init_from, "--init-from")
+            init = load_weights_for_spec(spec, args.init_from, where=f"--init-from {args.init_from}")
         main = int(os.environ.get("RANK", "0")) == 0
-        if main and not args.resume:
-            out.mkdir(parents=True, exist_ok=True)
-            (out / "config.yaml").write_text(dump_config(config))
-        identity = {"spec_hash": spec.content_hash(), "data": args.data}  # --init-from only seeds a new run
-        trainer = Trainer(model, config, data, out, identity=identity, progress=not args.no_progress)
-        metrics = trainer.fit(resume=args.resume)
-        if main:
-            self._write(out, spec, metrics, trainer, args)
+        with claimed(out, "train", resume=args.resume) if main else contextlib.nullcontext(out):
+            fresh = not (out / "checkpoint.pt").is_file()  # a run killed before its first checkpoint restarts
+            if main:
+                sweep_all_temps(out)  # leftovers of a killed run (this directory is ours alone)
+                if args.resume and fresh:
+                    print(f"no checkpoint in {out} yet: starting the run from the beginning")
+            run = retrain(spec, args.data, config, out, init_from=init, init_from_label=args.init_from,
+                          resume=args.resume and not fresh, progress=args.progress, device=device,
+                          download=args.download, image_size=args.image_size)
+        if int(os.environ.get("RANK", "0")) == 0:
+            r = run.result
+            print(f"accuracy {100 * r['accuracy']:.2f}% ({'test' if r['test_accuracy'] is not None else 'val'}); "
+                  f"{r['params']:,} params, {r['macs']:,} MACs; {r['epochs']} epochs in {r['seconds']:.1f} s on "
+                  f"{r['device']}; outputs in {out}")
         return EXIT_OK
-
-    @staticmethod
-    def _write(out: Path, spec: Any, metrics: dict[str, Any], trainer: Any, args: argparse.Namespace) -> None:
-        import json
-
-        from mgnas.profile import count
-        from mgnas.spec import save
-
-        counted = count(trainer.model, spec.input_size, per_layer=False)
-        test = metrics.get("test_accuracy")
-        accuracy = test if test is not None else metrics.get("val_accuracy")
-        result = {"accuracy": accuracy, "val_accuracy": metrics.get("val_accuracy"), "test_accuracy": test,
-                  "params": counted.params, "macs": counted.macs, "epochs": metrics.get("epochs"),
-                  "seconds": metrics.get("seconds"), "train_loss": metrics.get("train_loss"),
-                  "spec_hash": spec.content_hash(), "data": args.data, "init_from": args.init_from}
-        trained = spec.with_metrics(params=counted.params, macs=counted.macs, val_accuracy=result["val_accuracy"],
-                                    test_accuracy=test)
-        trained = trained.with_provenance(retrained_on=args.data, retrain_epochs=result["epochs"],
-                                          retrain_seed=trainer.config.seed, retrain_init_from=args.init_from)
-        save(trained, out / "spec.json")
-        (out / "result.json").write_text(json.dumps(result, indent=1) + "\n")
-        print(f"accuracy {100 * accuracy:.2f}% ({'test' if test is not None else 'val'}); {counted.params:,} params, "
-              f"{counted.macs:,} MACs; {result['epochs']} epochs in {result['seconds']:.1f} s; outputs in {out}")

@@ -3,9 +3,12 @@
 torchvision is imported here only, through :func:`import_torchvision` (see ``_torchvision_compat`` for why).
 
 CIFAR (``cifar10:PATH`` / ``cifar100:PATH``): PATH is the extracted ``cifar-10-batches-py`` /
-``cifar-100-python`` folder or its parent.  torchvision's CIFAR10/CIFAR100 classes read the batches; their md5
-checks are skipped (files are checked for presence, a corrupt pickle is a DataError), except with ``download=True``
-where torchvision downloads and verifies the official archive.  Splits: ``train`` = the training batches minus a
+``cifar-100-python`` folder or its parent.  The batches are pickles, and ``pickle.load`` runs whatever code a
+crafted file names, so torchvision's CIFAR10/CIFAR100 classes never read them: :mod:`._safe_pickle`'s restricted
+unpickler does (only dicts, lists, strings, numbers and NumPy arrays; anything else is a one-line DataError naming
+the file), and :class:`CifarBatches` serves ``(PIL image, label)`` pairs as torchvision would.  Files are checked
+for presence and shape (md5 sums are not checked), except with ``download=True`` where torchvision downloads and
+verifies the official archive.  Splits: ``train`` = the training batches minus a
 fixed stratified hold-out of ``CIFAR_VAL_FRACTION`` (10 %, at least one image per class; independent of ``seed``),
 ``val`` = that hold-out (eval transform), ``test`` = the official test batch.
 Train transform: RandomCrop(32, padding=4) + RandomHorizontalFlip; both: ToImage, ToDtype(float32, scale=True),
@@ -23,18 +26,19 @@ run was trained on and cannot be counted reliably across worker processes; the e
 from __future__ import annotations
 
 import os
-import pickle
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from torch.utils.data import Dataset
 
 from ._bundle import DataBundle, DataError, SeededTransform, make_loader
+from ._safe_pickle import load_cifar_pickle
 from ._torchvision_compat import import_torchvision
 
 __all__ = ["CIFAR10_MEAN", "CIFAR10_STD", "CIFAR100_MEAN", "CIFAR100_STD", "IMAGENET_MEAN", "IMAGENET_STD",
-           "load_cifar", "load_imagenet"]
+           "CifarBatches", "load_cifar", "load_imagenet"]
 
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
@@ -60,41 +64,85 @@ def _v2() -> Any:
     return v2
 
 
-def _cifar_class(name: str, verify: bool) -> type:
-    """torchvision's CIFAR10/CIFAR100, or a subclass whose file checks only test presence (md5 = None)."""
+#: name -> (base folder, train files, test files, meta file, label key, class-names key)
+_CIFAR = {
+    "cifar10": ("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], ["test_batch"], "batches.meta",
+                "labels", "label_names"),
+    "cifar100": ("cifar-100-python", ["train"], ["test"], "meta", "fine_labels", "fine_label_names"),
+}
+
+
+class CifarBatches(Dataset):
+    """CIFAR images (N×32×32×3 uint8) and labels read by the restricted unpickler; items are ``(PIL image, label)``
+    exactly as torchvision's CIFAR10/CIFAR100 return them, so the transforms are unchanged."""
+
+    def __init__(self, data: np.ndarray, targets: list[int], classes: list[str]) -> None:
+        self.data, self.targets, self.classes = data, targets, classes
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, i: int) -> tuple[Any, int]:
+        from PIL import Image
+
+        return Image.fromarray(self.data[i]), self.targets[i]
+
+
+def _download(name: str, root: Path) -> Path:
+    """Download and md5-verify the official archive with torchvision (no batch is unpickled by torchvision)."""
     datasets = _tv().datasets
-    base = datasets.CIFAR10 if name == "cifar10" else datasets.CIFAR100
-    if verify:
-        return base
-    attrs = {"train_list": [[f, None] for f, _ in base.train_list],
-             "test_list": [[f, None] for f, _ in base.test_list],
-             "meta": {**base.meta, "md5": None}}
-    return type(f"_Unverified{base.__name__}", (base,), attrs)
-
-
-def _cifar_dataset(cls: type, folder: Path, train: bool) -> Any:
+    cls = datasets.CIFAR10 if name == "cifar10" else datasets.CIFAR100
     ds = cls.__new__(cls)
-    ds.base_folder = ""  # instance attribute: read the batches directly from `folder`
+    ds.root = os.fspath(root)
     try:
-        cls.__init__(ds, os.fspath(folder), train=train)
-    except (pickle.UnpicklingError, EOFError, KeyError, ValueError, TypeError, AttributeError, RuntimeError) as e:
-        raise DataError(f"corrupt CIFAR batch file in {folder}: {type(e).__name__}: {e}") from None
-    return ds
+        ds.download()
+    except Exception as e:  # network errors come in many types
+        raise DataError(f"could not download {name} to {root}: {e}") from None
+    return root / cls.base_folder
 
 
-def _cifar_folder(name: str, path: Path, cls: type) -> Path:
+def _read_batch(path: Path, label_key: str) -> tuple[np.ndarray, list[int]]:
+    entry = load_cifar_pickle(path)
+    if not isinstance(entry, dict) or "data" not in entry or label_key not in entry:
+        raise DataError(f"corrupt CIFAR batch file {path}: expected a dict with 'data' and '{label_key}'")
+    data, labels = entry["data"], entry[label_key]
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.size % 3072 or data.size == 0:
+        raise DataError(f"corrupt CIFAR batch file {path}: 'data' is not an N x 3072 uint8 array")
+    if not isinstance(labels, list) or len(labels) != data.size // 3072 or not all(
+            isinstance(v, int) and not isinstance(v, bool) for v in labels):
+        raise DataError(f"corrupt CIFAR batch file {path}: '{label_key}' is not a list of one int per image")
+    return data.reshape(-1, 3, 32, 32).transpose((0, 2, 3, 1)), labels
+
+
+def _cifar_dataset(name: str, folder: Path, train: bool) -> CifarBatches:
+    _, train_files, test_files, meta_file, label_key, names_key = _CIFAR[name]
+    meta = load_cifar_pickle(folder / meta_file)
+    classes = meta.get(names_key) if isinstance(meta, dict) else None
+    if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
+        raise DataError(f"corrupt CIFAR meta file {folder / meta_file}: no list of class names '{names_key}'")
+    parts = [_read_batch(folder / f, label_key) for f in (train_files if train else test_files)]
+    data = np.concatenate([d for d, _ in parts])
+    targets = [v for _, labels in parts for v in labels]
+    bad = next((v for v in targets if not 0 <= v < len(classes)), None)
+    if bad is not None:
+        raise DataError(f"corrupt CIFAR batches in {folder}: label {bad} is outside 0..{len(classes) - 1}")
+    return CifarBatches(data, targets, classes)
+
+
+def _cifar_folder(name: str, path: Path) -> Path:
+    base, train_files, test_files, meta_file = _CIFAR[name][:4]
     if not path.exists():
         raise DataError(f"{name} path does not exist: {path}")
     if not path.is_dir():
         raise DataError(f"{name} path is not a folder: {path}")
     if not any(path.iterdir()):
-        raise DataError(f"{name} path is empty: {path} (expected the extracted '{cls.base_folder}' batches)")
-    folder = path / cls.base_folder if (path / cls.base_folder).is_dir() else path
-    needed = [f for f, _ in cls.train_list + cls.test_list] + [cls.meta["filename"]]
+        raise DataError(f"{name} path is empty: {path} (expected the extracted '{base}' batches)")
+    folder = path / base if (path / base).is_dir() else path
+    needed = [*train_files, *test_files, meta_file]
     missing = [f for f in needed if not (folder / f).is_file()]
     if missing:
         raise DataError(f"{name} files missing in {folder}: {', '.join(missing)} "
-                        f"(expected the python-pickle batches of '{cls.base_folder}')")
+                        f"(expected the python-pickle batches of '{base}')")
     return folder
 
 
@@ -117,15 +165,9 @@ def load_cifar(name: str, path: str, *, batch_size: int, eval_batch_size: int, w
     v2 = _v2()
     root = Path(path).expanduser()
     if download:
-        cls = _cifar_class(name, verify=True)
-        try:
-            cls(os.fspath(root), train=True, download=True)
-        except Exception as e:  # network errors come in many types
-            raise DataError(f"could not download {name} to {root}: {e}") from None
-        root = root / cls.base_folder
-    cls = _cifar_class(name, verify=False)
-    folder = _cifar_folder(name, root, cls)
-    train_raw, test_raw = _cifar_dataset(cls, folder, True), _cifar_dataset(cls, folder, False)
+        root = _download(name, root)
+    folder = _cifar_folder(name, root)
+    train_raw, test_raw = _cifar_dataset(name, folder, True), _cifar_dataset(name, folder, False)
     mean, std = (CIFAR10_MEAN, CIFAR10_STD) if name == "cifar10" else (CIFAR100_MEAN, CIFAR100_STD)
     tail = [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)]
     train_tf = v2.Compose([v2.RandomCrop(32, padding=4), v2.RandomHorizontalFlip(), *tail])

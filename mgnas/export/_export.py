@@ -24,6 +24,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from mgnas._atomic import atomic_path
+
 from ._manifest import manifest_path, versions, write_manifest
 
 __all__ = ["FORMATS", "TOLERANCE", "CHECK_BATCH_SIZES", "ExportCheckFailed", "export", "load_state_dict",
@@ -138,7 +140,8 @@ def _write_onnx(model: nn.Module, x: torch.Tensor, path: Path, opset: int | None
 def _write_pt2(model: nn.Module, x: torch.Tensor, path: Path) -> dict[str, Any]:
     batch = torch.export.Dim("batch", min=1, max=4096)
     program = torch.export.export(model, (x,), dynamic_shapes=({0: batch},))
-    torch.export.save(program, str(path))
+    with open(path, "wb") as f:  # a file object: the temporary name (see export) does not end in .pt2
+        torch.export.save(program, f)
     return {"method": "torch.export"}
 
 
@@ -169,7 +172,8 @@ def _runner(format: str, path: Path) -> Any:
         name = session.get_inputs()[0].name
         return lambda x: torch.from_numpy(session.run(None, {name: x.numpy()})[0])
     if format == "pt2":
-        module = torch.export.load(str(path)).module()
+        with open(path, "rb") as f:
+            module = torch.export.load(f).module()
         return lambda x: module(x)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -211,10 +215,11 @@ def _static_model(model: nn.Module, fuse_bn: bool = False) -> tuple[nn.Module, s
 def export(model_or_spec: Any, format: str, path: str | os.PathLike[str], check: bool = True,
            opset: int | None = None, input_size: Sequence[int] | str | None = None,
            checkpoint: str | os.PathLike[str] | Mapping[str, torch.Tensor] | None = None,
-           fuse_bn: bool = False) -> dict[str, Any]:
+           fuse_bn: bool = False, checkpoint_label: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     """Write ``model_or_spec`` (an ``nn.Module``, an ``ArchSpec``, a spec JSON path or a model name) as ``format``.
 
-    ``checkpoint``: weights to load first (a path read with ``weights_only=True``, or a state dict).
+    ``checkpoint``: weights to load first (a path read with ``weights_only=True``, or a state dict;
+    ``checkpoint_label`` names a state dict's source in errors and the manifest).
     ``input_size``: ``(C, H, W)`` or ``"CxHxW"`` (default: the spec's). ``opset``: ONNX opset (default:
     the exporter's). Returns the manifest (also written to ``FILE.manifest.json``); raises
     :class:`ExportCheckFailed` when ``check`` finds a difference above :data:`TOLERANCE` (the artifact and
@@ -241,6 +246,7 @@ def export(model_or_spec: Any, format: str, path: str | os.PathLike[str], check:
     if checkpoint is not None:
         state = checkpoint if isinstance(checkpoint, Mapping) else load_state_dict(checkpoint)
         source = None if isinstance(checkpoint, Mapping) else str(checkpoint)
+        source = os.fspath(checkpoint_label) if checkpoint_label is not None else source
         match_state_dict(model, state, where=f"checkpoint {source}" if source else "checkpoint")
         model.load_state_dict(state)
     was_training = model.training
@@ -251,10 +257,11 @@ def export(model_or_spec: Any, format: str, path: str | os.PathLike[str], check:
         x = _example(size, 2, seed=0)  # batch 2: a batch of 1 would be specialised by torch.export
         with torch.no_grad():
             static_diff = float((_first(static(x)) - _first(model(x))).abs().max())
-        writer = {"onnx": lambda: _write_onnx(static, x, path, opset), "pt2": lambda: _write_pt2(static, x, path),
-                  "torchscript": lambda: _write_torchscript(static, x, path)}[format]
-        info = writer()
-        result = _check(format, path, model, size) if check else None  # vs the model as given, not the copy
+        writer = {"onnx": lambda p: _write_onnx(static, x, p, opset), "pt2": lambda p: _write_pt2(static, x, p),
+                  "torchscript": lambda p: _write_torchscript(static, x, p)}[format]
+        with atomic_path(path) as tmp:  # written under a temporary name: a failing exporter never replaces a file
+            info = writer(tmp)
+            result = _check(format, tmp, model, size) if check else None  # vs the model as given, not the copy
     finally:
         model.train(was_training)
     manifest = {

@@ -8,7 +8,6 @@ the artifact's SHA-256 and the differences measured by the check.
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from importlib import metadata
 from pathlib import Path
@@ -51,5 +50,7 @@ def write_manifest(manifest: dict[str, Any], path: Path) -> Path:
     manifest["bytes"] = path.stat().st_size
     manifest["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     out = manifest_path(path)
-    out.write_text(json.dumps(manifest, indent=1) + "\n")
+    from mgnas._atomic import write_json_atomic
+
+    write_json_atomic(manifest, out, indent=1)
     return out

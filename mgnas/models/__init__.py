@@ -8,6 +8,7 @@ from ._registry import (
     create_model,
     list_families,
     list_models,
+    model_doc,
     model_kwargs,
     model_spec,
     register_family,
@@ -16,5 +17,5 @@ from ._registry import (
 
 __all__ = [
     "adapt_spec", "build_model", "create_model", "list_models", "list_families", "model_spec", "model_kwargs",
-    "register_family", "register_model",
+    "model_doc", "register_family", "register_model",
 ]

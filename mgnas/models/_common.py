@@ -9,18 +9,25 @@ import torch
 from torch import nn
 
 from ..ops.factory import create_conv2d
-from ..spec import ArchSpec, BlockReader, ConvSpec, SpecError
+from ..spec import ArchSpec, BlockReader, ConvSpec, SpecError, layer_name
 
 ACTIVATIONS = {"relu": nn.ReLU, "relu6": nn.ReLU6, "hswish": nn.Hardswish, "silu": nn.SiLU, "none": nn.Identity}
 
 
 def conv_from_spec(conv: ConvSpec) -> nn.Module:
-    """The module for one conv spec (dense / group / dgconv / two_level)."""
-    return create_conv2d(
+    """The module for one conv spec (dense / group / dgconv / two_level).
+
+    A conv read from a spec carries its field path; the module remembers it as ``mgnas_layer`` (the
+    layer name, ``stages.0.0.conv1``) so counts and reports name it as labels and results do.
+    """
+    module = create_conv2d(
         conv.kind, conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
         conv.dilation, groups=conv.groups, bias=conv.bias, in_perm=conv.in_perm, out_perm=conv.out_perm,
         shuffle=conv.shuffle,
     )
+    if getattr(conv, "path", ""):
+        module.mgnas_layer = layer_name(conv.path)
+    return module
 
 
 def make_act(name: str, path: str = "act") -> nn.Module:

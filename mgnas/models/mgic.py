@@ -33,6 +33,12 @@ coarsest level (the code adds a stray ReLU before its residual there; we do not)
 the level rule defaults to the paper's (``level_rule="paper"``; ``"code"`` selects the code's) and the
 transfer init to the paper's (``transfer_init="paper"``; the code effectively runs ``"code"``).
 
+Initialisation: convs Kaiming-normal (fan_out), BN weight 1 / bias 0, R_j/P_j as ``transfer_init`` says.
+``zero_init_residual=True`` (``mgic_resnet56`` / ``mgic_resnet50`` take it; off by default, as torchvision's
+ResNet) zeroes the last BN gamma of every CNN block with a residual (``bn2`` of a basic block, ``bn3`` of a
+bottleneck or inverted residual) on every level, so each V-cycle starts as transfers plus identities; it is
+recorded in the spec as ``config.zero_init_residual`` (absent when off).
+
 Measured vs paper (params / MACs at 224x224 resp. 32x32; paper "FLOPs" are multiply-adds):
 
 =========================  ==============  ===================  ===================
@@ -249,12 +255,16 @@ class MobileNetV3Head(nn.Module):
 
 
 # --------------------------------------------------------------------------- model
-def _config(spec: ArchSpec) -> dict[str, str]:
-    config = {"level_rule": "paper", "transfer_init": "paper"}
+def _config(spec: ArchSpec) -> dict[str, Any]:
+    config: dict[str, Any] = {"level_rule": "paper", "transfer_init": "paper", "zero_init_residual": False}
     for key, value in spec.config.items():
-        choices = {"level_rule": LEVEL_RULES, "transfer_init": TRANSFER_INITS}.get(key)
+        choices = {"level_rule": LEVEL_RULES, "transfer_init": TRANSFER_INITS,
+                   "zero_init_residual": (True, False)}.get(key)
         if choices is None:
-            raise SpecError(f"config.{key}", "unknown key for family 'mgic'; valid keys: level_rule, transfer_init")
+            raise SpecError(f"config.{key}", "unknown key for family 'mgic'; valid keys: level_rule, transfer_init, "
+                            "zero_init_residual")
+        if key == "zero_init_residual" and not isinstance(value, bool):
+            raise SpecError(f"config.{key}", f"must be true or false, got {value!r}")
         if value not in choices:
             raise SpecError(f"config.{key}", f"{value!r} is not one of {', '.join(map(repr, choices))}")
         config[key] = value
@@ -296,6 +306,12 @@ class MGICNet(nn.Module):
             else:
                 self.head = MobileNetV3Head(features, h.int("hidden"), spec.num_classes, dropout)
         init_weights(self)
+        if config["zero_init_residual"]:
+            for m in self.modules():
+                if isinstance(m, BasicCNNBlock):
+                    nn.init.zeros_(m.bn2.weight)
+                elif isinstance(m, (BottleneckCNNBlock, InvertedResidualCNNBlock)):
+                    nn.init.zeros_(m.bn3.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.stages(self.stem(x)))
@@ -341,6 +357,10 @@ def _sizes(widths: list[int], mid: int | None, s_g: int, group_rule: str, e: int
     return sizes
 
 
+#: The widest level MGIC models accept (the error messages list valid sizes up to it).
+_LISTED = 16384
+
+
 def _plan(model: str, blocks: Sequence[tuple[int, int | None]], s_g: int, s_c: int, levels: int | None,
           rule: str, group_rule: str, e: int = 1) -> list[tuple[list[int], list[int]]]:
     """(widths, group sizes) of each MGIC block (channels, mid); model-wide ValueErrors naming the argument."""
@@ -352,6 +372,9 @@ def _plan(model: str, blocks: Sequence[tuple[int, int | None]], s_g: int, s_c: i
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{model}: {name} must be a positive integer, got {value!r}")
     chans = sorted({c for c, _ in blocks})
+    if max(chans) > _LISTED:  # listing the valid sizes would enumerate (and check) millions of candidates
+        raise ValueError(f"{model}: widths up to {max(chans):,} channels are beyond the MGIC models' range "
+                         f"(at most {_LISTED:,}); pass a smaller width")
     if not all(_ok(lambda c=c: mgic_levels(c, None, s_c, rule, expansion=e)) for c in chans):
         valid = [s for s in range(1, max(chans) + 1)
                  if all(_ok(lambda c=c, s=s: mgic_levels(c, None, s, rule, expansion=e)) for c in chans)]
@@ -427,8 +450,10 @@ def _scaled(values: Sequence[int], width: float) -> list[int]:
 
 def _resnet_spec(name: str, cnn: str, depths: list[int], planes: list[int], *, cifar: bool, stem_width: int,
                  num_classes: int, group_size: int, coarse_size: int, levels: int | None, width: float,
-                 level_rule: str, transfer_init: str, group_rule: str) -> ArchSpec:
+                 level_rule: str, transfer_init: str, group_rule: str, zero_init_residual: bool = False) -> ArchSpec:
     """Decode a ResNet layout into an MGIC spec: every residual block becomes connector + MGIC block."""
+    if not isinstance(zero_init_residual, bool):
+        raise ValueError(f"{name}: zero_init_residual must be True or False, got {zero_init_residual!r}")
     _check_init(name, transfer_init)
     e = 4 if cnn == "bottleneck" else 1
     planes = _scaled(planes, width)
@@ -444,8 +469,11 @@ def _resnet_spec(name: str, cnn: str, depths: list[int], planes: list[int], *, c
                                       group_size, coarse_size, e))
             cin = e * p
         stages.append({"blocks": blocks})
+    config: dict[str, Any] = {"level_rule": level_rule, "transfer_init": transfer_init}
+    if zero_init_residual:
+        config["zero_init_residual"] = True
     return ArchSpec(family="mgic", num_classes=num_classes, input_size=(3, 32, 32) if cifar else (3, 224, 224),
-                    config={"level_rule": level_rule, "transfer_init": transfer_init}, stem=stem, stages=stages,
+                    config=config, stem=stem, stages=stages,
                     head={"type": "classifier", "in_features": cin})
 
 
@@ -501,22 +529,23 @@ def _mobilenetv3_spec(name: str, *, width: float, num_classes: int, group_size: 
 @register_model
 def mgic_resnet56(*, num_classes: int = 10, group_size: int = 8, coarse_size: int = 16, levels: int | None = None,
                   width: float = 1.0, level_rule: str = "paper", transfer_init: str = "paper",
-                  group_rule: str = "exact") -> ArchSpec:
+                  group_rule: str = "exact", zero_init_residual: bool = False) -> ArchSpec:
     """MGIC-ResNet-56 for CIFAR (Table 2, s_g=8, s_c=16): 0.310M params (level_rule="code": 0.284M; paper 0.41M)."""
     return _resnet_spec("mgic_resnet56", "basic", [9, 9, 9], [16, 32, 64], cifar=True, stem_width=16,
                         num_classes=num_classes, group_size=group_size, coarse_size=coarse_size, levels=levels,
-                        width=width, level_rule=level_rule, transfer_init=transfer_init, group_rule=group_rule)
+                        width=width, level_rule=level_rule, transfer_init=transfer_init, group_rule=group_rule,
+                        zero_init_residual=zero_init_residual)
 
 
 @register_model
 def mgic_resnet50(*, num_classes: int = 1000, group_size: int = 32, coarse_size: int = 64, levels: int | None = None,
                   width: float = 1.0, level_rule: str = "paper", transfer_init: str = "paper",
-                  group_rule: str = "exact") -> ArchSpec:
+                  group_rule: str = "exact", zero_init_residual: bool = False) -> ArchSpec:
     """MGIC-ResNet-50 (Table 3): (s_g,s_c) = (32,64) 9.15M, (64,64) 14.96M, (16,64) 6.24M (paper 9.4/15.1/6.2M)."""
     return _resnet_spec("mgic_resnet50", "bottleneck", [3, 4, 6, 3], [64, 128, 256, 512], cifar=False,
                         stem_width=64, num_classes=num_classes, group_size=group_size, coarse_size=coarse_size,
                         levels=levels, width=width, level_rule=level_rule, transfer_init=transfer_init,
-                        group_rule=group_rule)
+                        group_rule=group_rule, zero_init_residual=zero_init_residual)
 
 
 @register_model

@@ -25,7 +25,7 @@ Spec layout::
 
 ``Pi``/``R`` are null on the first level and the transfer *into* the level otherwise. Channel
 levels halve (c, c/2, ...); their number fixes K (so c_K = the last width). Every A/B conv is free:
-labels ``stage{l}.block0.level{κ}.A.groups`` carry gs per channel level, and kind ``dgconv`` on the
+labels ``stages.{l}.0.levels.{κ}.A.groups`` carry gs per channel level, and kind ``dgconv`` on the
 grouped A/B convs gives a supernet. λ and ``levels`` change the widths and the stage count
 (structure: the named model's kwargs, recorded in the provenance, rebuild them).
 

@@ -13,6 +13,12 @@ Spec layout::
 padding, no parameters); ``"conv"`` is a 1x1 projection + BN (option B). Bottlenecks put the stride
 on the 3x3 conv (torchvision "v1.5"). The DGConv supernets (``g_*``) are the same specs with the
 searchable 3x3 convs of kind ``dgconv`` (Zhang et al. Table 1); freezing them gives ``group`` convs.
+
+Initialisation (torchvision's): convs Kaiming-normal with fan_out (the DGConv weights too, as in the public
+G-ResNeXt code), BatchNorm weight 1 and bias 0, the classifier N(0, 0.01). ``zero_init_residual=True`` (every
+named model takes it; off by default, as in torchvision; Goyal et al. 2017) zeroes the last BN gamma of every
+residual block (``conv2.bn`` of a basic block, ``conv3.bn`` of a bottleneck), so each block starts as the
+identity; it is recorded in the spec as ``config: {"zero_init_residual": true}`` (absent when off).
 """
 
 from __future__ import annotations
@@ -77,6 +83,10 @@ class BasicBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(self.conv2(self.conv1(x)) + self.shortcut(x))
 
+    def last_bn(self) -> nn.Module:
+        """The BN that ends the residual branch (zeroed by ``zero_init_residual``)."""
+        return self.conv2.bn
+
 
 class Bottleneck(nn.Module):
     """1x1 reduce -> 3x3 (grouped for ResNeXt, DGConv for G-ResNeXt) -> 1x1 expand (Xie et al. Fig. 3c)."""
@@ -95,8 +105,23 @@ class Bottleneck(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(self.conv3(self.conv2(self.conv1(x))) + self.shortcut(x))
 
+    def last_bn(self) -> nn.Module:
+        """The BN that ends the residual branch (zeroed by ``zero_init_residual``)."""
+        return self.conv3.bn
+
 
 _BLOCKS = {"basic": BasicBlock, "bottleneck": Bottleneck}
+
+
+def _zero_init_residual(spec: ArchSpec) -> bool:
+    """``spec.config["zero_init_residual"]`` (default False); the only config key of the resnet family."""
+    for key in spec.config:
+        if key != "zero_init_residual":
+            raise SpecError(f"config.{key}", "unknown key for family 'resnet'; valid keys: zero_init_residual")
+    value = spec.config.get("zero_init_residual", False)
+    if not isinstance(value, bool):
+        raise SpecError("config.zero_init_residual", f"must be true or false, got {value!r}")
+    return value
 
 
 # --------------------------------------------------------------------------- model
@@ -113,12 +138,17 @@ class ResNet(nn.Module):
 
     def __init__(self, spec: ArchSpec) -> None:
         super().__init__()
+        zero_init = _zero_init_residual(spec)
         with BlockReader(spec.stem or {}, "stem") as b:
             self.stem = Stem(b)
         self.stages = build_stages(spec, _BLOCKS)
         with BlockReader(spec.head or {}, "head") as h:
             self.head = ClassifierHead(h.int("in_features"), spec.num_classes, h.float("dropout", default=0.0))
         init_weights(self)
+        if zero_init:
+            for m in self.modules():
+                if isinstance(m, (BasicBlock, Bottleneck)):
+                    nn.init.zeros_(m.last_bn().weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.stages(self.stem(x)))
@@ -133,7 +163,7 @@ def _build(spec: ArchSpec) -> nn.Module:
 def _resnet_spec(
     block: str, depths: list[int], widths: list[int], *, cifar: bool, stem_width: int, num_classes: int,
     groups: int = 1, base_width: int = 64, conv2_kind: str = "group", shortcut_type: str = "conv",
-    dg_all: bool = False,
+    dg_all: bool = False, zero_init_residual: bool = False,
 ) -> ArchSpec:
     """Decode (block, depths, widths, cardinality) into a full spec; ``dg_all`` makes every 3x3 a DGConv."""
     expansion = 4 if block == "bottleneck" else 1
@@ -163,76 +193,83 @@ def _resnet_spec(
             cin = cout
         stages.append({"blocks": blocks})
     size = (3, 32, 32) if cifar else (3, 224, 224)
+    if not isinstance(zero_init_residual, bool):
+        raise ValueError(f"zero_init_residual must be True or False, got {zero_init_residual!r}")
     return ArchSpec(family="resnet", num_classes=num_classes, input_size=size, stem=stem, stages=stages,
-                    head={"type": "classifier", "in_features": cin})
+                    head={"type": "classifier", "in_features": cin},
+                    config={"zero_init_residual": True} if zero_init_residual else {})
 
 
 # --------------------------------------------------------------------------- named models
 @register_model
-def resnet20_cifar(*, num_classes: int = 10) -> ArchSpec:
+def resnet20_cifar(*, num_classes: int = 10, zero_init_residual: bool = False) -> ArchSpec:
     """ResNet-20 for CIFAR (He et al. 2016 §4.2, option A shortcuts): 0.27M parameters."""
     return _resnet_spec("basic", [3, 3, 3], [16, 32, 64], cifar=True, stem_width=16, num_classes=num_classes,
-                        shortcut_type="pad")
+                        shortcut_type="pad", zero_init_residual=zero_init_residual)
 
 
 @register_model
-def resnet56_cifar(*, num_classes: int = 10) -> ArchSpec:
+def resnet56_cifar(*, num_classes: int = 10, zero_init_residual: bool = False) -> ArchSpec:
     """ResNet-56 for CIFAR (He et al. 2016 §4.2, option A shortcuts): 0.85M parameters."""
     return _resnet_spec("basic", [9, 9, 9], [16, 32, 64], cifar=True, stem_width=16, num_classes=num_classes,
-                        shortcut_type="pad")
+                        shortcut_type="pad", zero_init_residual=zero_init_residual)
 
 
 @register_model
-def resnet18_cifar(*, num_classes: int = 10) -> ArchSpec:
+def resnet18_cifar(*, num_classes: int = 10, zero_init_residual: bool = False) -> ArchSpec:
     """ResNet-18 with a 3x3 CIFAR stem, 4 stages 64..512 (MGiaD Table I baseline): 11,174k parameters."""
     return _resnet_spec("basic", [2, 2, 2, 2], [64, 128, 256, 512], cifar=True, stem_width=64,
-                        num_classes=num_classes)
+                        num_classes=num_classes, zero_init_residual=zero_init_residual)
 
 
 @register_model
-def resnet50(*, num_classes: int = 1000) -> ArchSpec:
+def resnet50(*, num_classes: int = 1000, zero_init_residual: bool = False) -> ArchSpec:
     """ResNet-50 (He et al. 2016, torchvision v1.5 layout): 25.6M parameters."""
     return _resnet_spec("bottleneck", [3, 4, 6, 3], [64, 128, 256, 512], cifar=False, stem_width=64,
-                        num_classes=num_classes)
+                        num_classes=num_classes, zero_init_residual=zero_init_residual)
 
 
 @register_model
-def resnext50_32x4d(*, num_classes: int = 1000, groups: int = 32) -> ArchSpec:
+def resnext50_32x4d(*, num_classes: int = 1000, groups: int = 32, zero_init_residual: bool = False) -> ArchSpec:
     """ResNeXt-50 32x4d (Xie et al. 2017): 25.0M parameters. ``groups`` changes the 3x3 cardinality."""
     return _resnet_spec("bottleneck", [3, 4, 6, 3], [64, 128, 256, 512], cifar=False, stem_width=64,
-                        num_classes=num_classes, groups=groups, base_width=4 * 32 // groups)
+                        num_classes=num_classes, groups=groups, base_width=4 * 32 // groups,
+                        zero_init_residual=zero_init_residual)
 
 
 @register_model
-def resnext101_32x4d(*, num_classes: int = 1000, groups: int = 32) -> ArchSpec:
+def resnext101_32x4d(*, num_classes: int = 1000, groups: int = 32, zero_init_residual: bool = False) -> ArchSpec:
     """ResNeXt-101 32x4d (Xie et al. 2017): 44.2M parameters."""
     return _resnet_spec("bottleneck", [3, 4, 23, 3], [64, 128, 256, 512], cifar=False, stem_width=64,
-                        num_classes=num_classes, groups=groups, base_width=4 * 32 // groups)
+                        num_classes=num_classes, groups=groups, base_width=4 * 32 // groups,
+                        zero_init_residual=zero_init_residual)
 
 
 @register_model
-def g_resnext50(*, num_classes: int = 1000) -> ArchSpec:
+def g_resnext50(*, num_classes: int = 1000, zero_init_residual: bool = False) -> ArchSpec:
     """G-ResNeXt-50 supernet (Zhang et al. Table 1): ResNeXt-50 32x4d widths, every 3x3 a DGConv."""
     return _resnet_spec("bottleneck", [3, 4, 6, 3], [64, 128, 256, 512], cifar=False, stem_width=64,
-                        num_classes=num_classes, groups=32, base_width=4, conv2_kind="dgconv")
+                        num_classes=num_classes, groups=32, base_width=4, conv2_kind="dgconv",
+                        zero_init_residual=zero_init_residual)
 
 
 @register_model
-def g_resnext101(*, num_classes: int = 1000) -> ArchSpec:
+def g_resnext101(*, num_classes: int = 1000, zero_init_residual: bool = False) -> ArchSpec:
     """G-ResNeXt-101 supernet (Zhang et al. Table 1): ResNeXt-101 32x4d widths, every 3x3 a DGConv."""
     return _resnet_spec("bottleneck", [3, 4, 23, 3], [64, 128, 256, 512], cifar=False, stem_width=64,
-                        num_classes=num_classes, groups=32, base_width=4, conv2_kind="dgconv")
+                        num_classes=num_classes, groups=32, base_width=4, conv2_kind="dgconv",
+                        zero_init_residual=zero_init_residual)
 
 
 @register_model
-def g_resnet20_cifar(*, num_classes: int = 10) -> ArchSpec:
+def g_resnet20_cifar(*, num_classes: int = 10, zero_init_residual: bool = False) -> ArchSpec:
     """ResNet-20 (CIFAR) supernet with every 3x3 conv a DGConv: small enough for a search on a laptop (`mgnas demo`)."""
     return _resnet_spec("basic", [3, 3, 3], [16, 32, 64], cifar=True, stem_width=16, num_classes=num_classes,
-                        shortcut_type="pad", dg_all=True)
+                        shortcut_type="pad", dg_all=True, zero_init_residual=zero_init_residual)
 
 
 @register_model
-def g_resnet56_cifar(*, num_classes: int = 10) -> ArchSpec:
+def g_resnet56_cifar(*, num_classes: int = 10, zero_init_residual: bool = False) -> ArchSpec:
     """ResNet-56 (CIFAR) supernet with every 3x3 conv a DGConv (16->32 / 32->64 transitions have C_in != C_out)."""
     return _resnet_spec("basic", [9, 9, 9], [16, 32, 64], cifar=True, stem_width=16, num_classes=num_classes,
-                        shortcut_type="pad", dg_all=True)
+                        shortcut_type="pad", dg_all=True, zero_init_residual=zero_init_residual)

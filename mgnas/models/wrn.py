@@ -30,6 +30,10 @@ WRN-34-2 is not specified in the paper; the layout that gives all nine counts ab
 (basic blocks 3-4-6-3, 7x7/2 stem with 64 channels + max-pool) with block widths doubled to
 128-256-512-1024, in the pre-activation form. (A post-activation ResNet layout with the same
 widths misses two of the nine: SC 86.04M, GC-2L N=4 22.51M; the BN placement is the difference.)
+
+Initialisation: convs Kaiming-normal (fan_out), BN weight 1 / bias 0, the classifier N(0, 0.01). There is no
+``zero_init_residual`` here: in the pre-activation block the residual branch ends in a conv, not a BN, so
+torchvision's trick (zero the last BN gamma of each block) has nothing to act on.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ _EXPORTS = {
     # module: names
     "factory": ("create_conv2d",),
     "group": ("GroupConv2d", "ChannelShuffle", "channel_shuffle"),
-    "dgconv": ("DGConv2d",),
+    "dgconv": ("DGConv2d", "set_dgconv_impl"),
     "two_level": ("TwoLevelGroupConv2d",),
     "mgic": ("MGICBlock", "MGICConnector", "ChannelRestriction", "ChannelProlongation",
              "BasicCNNBlock", "BottleneckCNNBlock", "InvertedResidualCNNBlock", "mgic_levels"),

@@ -31,6 +31,20 @@ Where this departs from the paper, and why:
 With unsorted gates the groups are not contiguous (C = 16, gates [1, 0, 1, 0]: output 0 is coupled with
 inputs {0, 2, 8, 10}); :meth:`DGConv2d.to_static` therefore returns a grouped conv with input and
 output channel permutations (:class:`~mgnas.ops.group.GroupConv2d`).
+
+Two implementations compute the same values and gradients (``DGConv2d(impl=...)``, also a settable
+attribute, so a model can switch between steps; :func:`set_dgconv_impl` sets it on a whole model):
+
+* ``"sparse"`` (default): grouped convolutions only, on the current layout; the weight gradient is the
+  grouped conv's on the blocks (zero elsewhere), and the straight-through gate gradients (Eq. 6) come from
+  that gradient (gates at 1) and one extra grouped conv over the blocks shifted along each gate-0 digit
+  (gates at 0). About (1 + Σ_{k: g_k = 0}(r_k − 1))/G of the masked form's weight-gradient work. The
+  derivation is in :mod:`mgnas.ops._dgconv_sparse`. Layouts are cached per hard gate pattern.
+* ``"masked"``: the paper's form, ``conv2d(x, W ⊙ U)`` with autograd through U (the reference).
+
+Initialisation: the weight as the conv it replaces in torchvision's ResNets and in the public G-ResNeXt
+code, ``nn.init.kaiming_normal_(w, mode="fan_out", nonlinearity="relu")`` (std sqrt(2 / (C_out·k²)), the
+same for a dense or a grouped conv of that shape); bias 0; gates ±1e-8 with random sign (§4).
 """
 
 import math
@@ -42,9 +56,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._checks import check_padding, check_positive
+from ._dgconv_sparse import SparseDGConvFunction, SparseLayout, sparse_layout
 from .group import GroupConv2d
 
 GATE_INIT = 1e-8  # paper §4 "Implementation": gates start at ±1e-8 with random sign
+IMPLS = ("sparse", "masked")
 
 
 def _prime_factors(n: int) -> tuple[int, ...]:
@@ -90,10 +106,10 @@ def _group_ids(channels: int, per: int, radices: Sequence[int], pattern: Sequenc
 class DGConv2d(nn.Module):
     """Dynamic grouping convolution (Eq. 3-9): a dense weight masked by a gated Kronecker relation U.
 
-    Args follow ``nn.Conv2d`` (square kernels, ``padding=None`` = same padding). Attributes:
-    ``weight`` (C_out, C_in, k, k), ``bias`` or None, ``gates`` (the real-valued g̃, length K),
-    ``factors`` (the radices r_k), ``ones`` ((a, b), the all-ones factor). See the module docstring
-    for the factorisation.
+    Args follow ``nn.Conv2d`` (square kernels, ``padding=None`` = same padding); ``impl`` is ``"sparse"``
+    (grouped convolutions, the default) or ``"masked"`` (W ⊙ U, the reference), see the module docstring.
+    Attributes: ``weight`` (C_out, C_in, k, k), ``bias`` or None, ``gates`` (the real-valued g̃, length K),
+    ``factors`` (the radices r_k), ``ones`` ((a, b), the all-ones factor), ``impl`` (settable).
     """
 
     def __init__(
@@ -105,8 +121,10 @@ class DGConv2d(nn.Module):
         padding: Optional[int] = None,
         dilation: int = 1,
         bias: bool = False,
+        impl: str = "sparse",
     ) -> None:
         super().__init__()
+        self.impl = impl
         check_positive(in_channels=in_channels, out_channels=out_channels, stride=stride)
         self.padding = check_padding(kernel_size, padding, dilation)
         self.in_channels, self.out_channels = in_channels, out_channels
@@ -119,13 +137,27 @@ class DGConv2d(nn.Module):
         self.gates = nn.Parameter(torch.empty(len(self.factors)))
         self.reset_parameters()
 
+    _impl = "sparse"  # class default: modules pickled before ``impl`` existed load as sparse
+
+    @property
+    def impl(self) -> str:
+        """``"sparse"`` (grouped convolutions only) or ``"masked"`` (W ⊙ U, the reference); settable."""
+        return self._impl
+
+    @impl.setter
+    def impl(self, value: str) -> None:
+        if value not in IMPLS:
+            raise ValueError(f"DGConv2d impl must be one of {IMPLS}, got {value!r}")
+        self.__dict__["_impl"] = value
+
     # ------------------------------------------------------------------ parameters
     def reset_parameters(self) -> None:
-        """Kaiming-uniform weight and bias exactly as ``nn.Conv2d``; gates ±1e-8 with random sign."""
-        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        """Weight as the conv it replaces is initialised in torchvision's ResNets and the public G-ResNeXt
+        code: ``kaiming_normal_(mode="fan_out", nonlinearity="relu")``, std sqrt(2 / (C_out·k²)); bias 0;
+        gates ±1e-8 with random sign."""
+        nn.init.kaiming_normal_(self.weight, mode="fan_out", nonlinearity="relu")
         if self.bias is not None:
-            bound = 1.0 / math.sqrt(self.in_channels * self.kernel_size**2)
-            nn.init.uniform_(self.bias, -bound, bound)
+            nn.init.zeros_(self.bias)
         self.reset_gates()
 
     @torch.no_grad()
@@ -188,7 +220,24 @@ class DGConv2d(nn.Module):
         return (r * (1.0 + (r - 1.0) * g)).prod() * float(self.ones[0] * self.ones[1])
 
     # ------------------------------------------------------------------ forward and export
+    def sparse_layout(self) -> SparseLayout:
+        """The layout of the current hard gates for ``impl="sparse"`` (cached per pattern and device, so it
+        is rebuilt only when a hard gate flips). Reading the hard gates needs a device sync off the CPU:
+        there it is skipped while the gates tensor is unchanged (same storage and version counter, which
+        every in-place update bumps: optimizer steps, ``load_state_dict``, :meth:`set_gates`)."""
+        g = self.gates
+        key = (g.data_ptr(), g._version, g.device)
+        memo = self.__dict__.get("_layout_memo")
+        if memo is not None and memo[0] == key and g.device.type != "cpu":
+            return memo[1]
+        layout = sparse_layout(self.in_channels, self.out_channels, self.factors, self.ones, self.gate_pattern(),
+                               g.device)
+        self.__dict__["_layout_memo"] = (key, layout)
+        return layout
+
     def forward(self, x: Tensor) -> Tensor:
+        if self._impl == "sparse":
+            return _sparse_forward(self, x)
         u = self.relation().to(self.weight.dtype)
         return F.conv2d(x, self.weight * u[:, :, None, None], self.bias, self.stride, self.padding, self.dilation)
 
@@ -248,3 +297,22 @@ class DGConv2d(nn.Module):
         if self.ones != (1, 1):
             s += f", ones={self.ones[0]}x{self.ones[1]}"
         return s + f", groups={self.num_groups()}"
+
+
+def set_dgconv_impl(module: nn.Module, impl: str) -> int:
+    """Set ``impl`` (``"sparse"`` | ``"masked"``) on every :class:`DGConv2d` inside ``module`` (itself
+    included); returns how many changed. Raises ValueError for another value, before changing any."""
+    if impl not in IMPLS:
+        raise ValueError(f"DGConv2d impl must be one of {IMPLS}, got {impl!r}")
+    changed = 0
+    for m in module.modules():
+        if isinstance(m, DGConv2d) and m.impl != impl:
+            m.impl = impl
+            changed += 1
+    return changed
+
+
+@torch.compiler.disable  # the layout depends on Python values of the hard gates: run eagerly, not traced
+def _sparse_forward(m: DGConv2d, x: Tensor) -> Tensor:
+    return SparseDGConvFunction.apply(x, m.weight, m.bias, m.gates, m.sparse_layout(), m.stride, m.padding,
+                                      m.dilation)

@@ -107,7 +107,7 @@ class ArchSpec:
 
     # ------------------------------------------------------------------ navigation and edits
     def get(self, path: str) -> Any:
-        """The value at a field path (``stages[0].blocks[1].conv2``) or a label (``stage0.block1.conv2``)."""
+        """The value at a field path (``stages[0].blocks[1].conv2``) or a layer name (``stages.0.1.conv2``)."""
         return copy.deepcopy(get_at(self.to_dict(), label_to_path(path)))
 
     def with_values(self, values: Mapping[str, Any]) -> ArchSpec:

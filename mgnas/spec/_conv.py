@@ -134,11 +134,13 @@ class ConvSpec:
             if required not in data:
                 raise SpecError(p + required, "missing")
         try:
-            return cls(**dict(data))
+            spec = cls(**dict(data))
         except SpecError as err:
             raise SpecError(p + err.path, err.reason) from None
         except TypeError as err:  # wrong value types that dataclass init rejects
             raise SpecError(path, str(err)) from None
+        object.__setattr__(spec, "path", path)  # where it was read (not a field: not hashed, not saved)
+        return spec
 
     def replace(self, **changes: Any) -> ConvSpec:
         data = {f.name: getattr(self, f.name) for f in fields(self)}

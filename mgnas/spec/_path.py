@@ -1,8 +1,18 @@
-"""Field paths into a spec's JSON tree: ``stages[2].blocks[0].conv2.groups``.
+"""Names of the parts of a spec: field paths into the JSON and layer names for people.
 
-Search-space labels are the same paths written without brackets (``stage2.block0.conv2.groups``);
-:func:`label_to_path` converts one into the other so a flat ``{label: value}`` sample addresses
-exactly one field of the spec.
+Two spellings exist, for two readers:
+
+- the **field path** addresses the JSON of a spec file: ``stages[2].blocks[0].conv2.groups``
+  (what :class:`SpecError` messages name, so a user can find the field in ``spec.json``);
+- the **layer name** is what everything else shows (search-space labels, ``result.json``, reports,
+  ``mgnas count`` rows, ``trials.csv``): the same path written as a module path,
+  ``stages.2.0.conv2.groups``. For the families whose module tree follows the spec (ResNet, ResNeXt,
+  G-ResNeXt, WRN, MobileNetV2) it is exactly the ``named_modules()`` / ``state_dict`` prefix of the
+  conv's wrapper module; for MGIC, MgNet/MGiaD and the multigrid nets it is the spec address in the
+  same spelling (their modules are organised by level, not by spec field).
+
+:func:`label_to_path` reads every spelling, including the old labels (``stage2.block0.conv2.groups``,
+deprecated), so ``spec.get``/``spec.with_values`` accept a layer name, a label or a field path.
 """
 
 from __future__ import annotations
@@ -13,7 +23,7 @@ from typing import Any
 from ._errors import SpecError
 
 _TOKEN = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)((?:\[\d+\])*)")
-_LABEL_PART = re.compile(r"^(stage|block|level|layer)(\d+)$")
+_LEGACY_PART = re.compile(r"^(stage|block|level|layer)(\d+)$")
 _PLURAL = {"stage": "stages", "block": "blocks", "level": "levels", "layer": "layers"}
 
 
@@ -36,26 +46,54 @@ def join_path(keys: list[str | int]) -> str:
     return out
 
 
+def _keys(name: str) -> list[str | int]:
+    """Keys of a layer name, a label (old or new) or a field path."""
+    keys: list[str | int] = []
+    for part in name.split("."):
+        if part.isdigit():
+            # ``stages.2.0``: the number after a stage index is the block index (``stages[2].blocks[0]``)
+            keys.extend(["blocks", int(part)] if len(keys) == 2 and keys[0] == "stages" else [int(part)])
+            continue
+        legacy = _LEGACY_PART.match(part)
+        if legacy:  # deprecated label spelling: ``stage2.block0.level1``
+            keys.extend([_PLURAL[legacy.group(1)], int(legacy.group(2))])
+            continue
+        m = _TOKEN.fullmatch(part)
+        if not m:
+            raise SpecError(name, f"malformed field path near {part!r}")
+        keys.append(m.group(1))
+        keys.extend(int(i) for i in re.findall(r"\[(\d+)\]", m.group(2)))
+    return keys
+
+
 def label_to_path(label: str) -> str:
-    """``"stage2.block0.conv2.groups"`` -> ``"stages[2].blocks[0].conv2.groups"``."""
-    out: list[str] = []
-    for part in label.split("."):
-        m = _LABEL_PART.match(part)
-        if m and out is not None:
-            word, idx = m.groups()
-            out.append(f"{_PLURAL[word]}[{idx}]")
-        else:
-            out.append(part)
-    return ".".join(out)
+    """Any spelling -> field path: ``"stages.2.0.conv2.groups"`` (and the deprecated
+    ``"stage2.block0.conv2.groups"``) -> ``"stages[2].blocks[0].conv2.groups"``."""
+    return join_path(_keys(label)) if label else label
+
+
+def layer_name(path: str) -> str:
+    """Any spelling -> layer name: ``"stages[2].blocks[0].conv2"`` -> ``"stages.2.0.conv2"``."""
+    if not path:
+        return path
+    keys = _keys(path)
+    if len(keys) >= 4 and keys[0] == "stages" and keys[2] == "blocks":
+        keys = keys[:2] + keys[3:]
+    return ".".join(str(k) for k in keys)
 
 
 def path_to_label(path: str) -> str:
-    """Inverse of :func:`label_to_path`."""
+    """The label spelling of a field path: the layer name (:func:`layer_name`)."""
+    return layer_name(path)
+
+
+def legacy_label(label: str) -> str:
+    """The deprecated label spelling (``stage2.block0.conv2.groups``) of any spelling, for old configs."""
     def repl(m: re.Match[str]) -> str:
         singular = {v: k for k, v in _PLURAL.items()}[m.group(1)]
         return f"{singular}{m.group(2)}"
 
-    return re.sub(r"\b(stages|blocks|levels|layers)\[(\d+)\]", repl, path)
+    return re.sub(r"\b(stages|blocks|levels|layers)\[(\d+)\]", repl, label_to_path(label))
 
 
 def get_at(tree: Any, path: str) -> Any:

@@ -7,7 +7,6 @@ stored as a byte tensor (torch) and lists (Python ``random``, NumPy).
 
 from __future__ import annotations
 
-import os
 import random
 from collections.abc import Mapping
 from pathlib import Path
@@ -16,8 +15,10 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["CHECKPOINT", "HISTORY", "FORMAT", "TrainingDiverged", "ResumeError", "save_atomic", "load_checkpoint",
-           "capture_rng", "restore_rng", "to_primitive"]
+from mgnas._atomic import atomic_path, write_text_atomic
+
+__all__ = ["CHECKPOINT", "HISTORY", "FORMAT", "TrainingDiverged", "ResumeError", "save_atomic", "write_text_atomic",
+           "load_checkpoint", "capture_rng", "restore_rng", "to_primitive"]
 
 CHECKPOINT = "checkpoint.pt"
 HISTORY = "history.jsonl"
@@ -33,25 +34,12 @@ class ResumeError(ValueError):
 
 
 def save_atomic(obj: Any, path: Path) -> None:
-    """``torch.save`` to a temporary file in the same folder, fsync, then ``os.replace``."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    """``torch.save`` to a temporary file in the same folder, fsync, then ``os.replace`` (:mod:`mgnas._atomic`).
 
-
-def write_text_atomic(text: str, path: Path) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    A kill or a full disk leaves the previous file at ``path`` intact and no temporary file behind."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(obj, f)
+        f.flush()
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

@@ -3,7 +3,8 @@
 :class:`Trainer` runs epochs of SGD/AdamW with a per-step schedule, evaluates on the validation split
 after every epoch (and on the test split at the end), and writes ``checkpoint.pt`` and
 ``history.jsonl`` into ``out_dir`` after every epoch (rank 0 only, atomically). ``fit(resume=True)``
-continues from the checkpoint bit-identically on CPU: model, optimiser, schedule step, the RNG states
+continues from the checkpoint bit-identically on CPU (a run killed before its first checkpoint has none: it
+starts from the beginning, exactly as an uninterrupted run): model, optimiser, schedule step, the RNG states
 of every rank, the history and the strategy's extra state are restored, and the data bundle reshuffles
 from ``(seed, epoch)`` through ``set_epoch``.
 
@@ -110,10 +111,12 @@ class Trainer:
                  on_epoch_end: Callable[[int, dict[str, Any]], dict[str, Any]] | None = None,
                  extra_state: Callable[[], dict] | None = None,
                  load_extra_state: Callable[[dict], None] | None = None,
-                 identity: dict[str, Any] | None = None, progress: bool = True) -> None:
+                 identity: dict[str, Any] | None = None, progress: bool = True,
+                 device: str | torch.device | None = None) -> None:
         self.config, self.data = config, data
         self.out_dir = Path(out_dir) if out_dir is not None else None
-        self.rank, self.world_size, self.device = init_distributed()
+        # device: "auto" (None), "cpu", "cuda" or "cuda:N"; under torchrun each process uses cuda:LOCAL_RANK
+        self.rank, self.world_size, self.device = init_distributed(device)
         self.is_main = self.rank == 0
         self.loss_fn = loss_fn or self._cross_entropy
         self.on_epoch_end, self.extra_state, self.load_extra_state = on_epoch_end, extra_state, load_extra_state
@@ -137,9 +140,7 @@ class Trainer:
 
     def fit(self, resume: bool = False) -> dict[str, Any]:
         """Train to ``config.epochs``; return the final metrics (val/test accuracy and loss, epochs, seconds)."""
-        if resume:
-            self._resume()
-        else:
+        if not (resume and self._resume()):  # a run killed before its first checkpoint starts from the beginning
             self._seed()
         self._forward = self._build_forward()
         try:
@@ -295,13 +296,17 @@ class Trainer:
             "extra": extra, "world_size": self.world_size,
         }, self.out_dir / CHECKPOINT)
 
-    def _resume(self) -> None:
+    def _resume(self) -> bool:
+        """Restore the last checkpoint; False when the run never wrote one (it then starts from the beginning)."""
         if self.out_dir is None:
             raise ResumeError("cannot resume: the trainer has no output directory")
         payload: tuple[str, Any] | None = None
         if self.is_main:
             try:
-                payload = ("ok", load_checkpoint(self.out_dir / CHECKPOINT))
+                if not (self.out_dir / CHECKPOINT).exists():
+                    payload = ("none", None)
+                else:
+                    payload = ("ok", load_checkpoint(self.out_dir / CHECKPOINT))
             except ResumeError as exc:
                 payload = ("error", str(exc))
         if self.world_size > 1:
@@ -311,6 +316,8 @@ class Trainer:
         status, ckpt = payload
         if status == "error":
             raise ResumeError(ckpt)
+        if status == "none":
+            return False
         self._check_compatible(ckpt)
         try:
             self.model.load_state_dict(ckpt["model"])
@@ -325,6 +332,7 @@ class Trainer:
         self.epoch = int(ckpt["epoch"])
         if self.load_extra_state is not None:
             self.load_extra_state(ckpt.get("extra", {}))
+        return True
 
     def _check_compatible(self, ckpt: dict[str, Any]) -> None:
         where = self.checkpoint_path
