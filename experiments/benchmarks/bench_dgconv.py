@@ -52,17 +52,20 @@ def cpu_model() -> str:
 CLOCK: Callable[[], float] = time.perf_counter  # --clock cpu: time.process_time (robust to a loaded machine)
 
 
-def interleaved(fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 1) -> dict[str, list[float]]:
-    """Seconds per call of each function, one entry per repetition; calls interleaved, order rotated."""
+def interleaved(fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 1,
+                clock: Callable[[], float] | None = None) -> dict[str, list[float]]:
+    """Seconds per call of each function, one entry per repetition; calls interleaved, order rotated.
+    ``clock``: default :data:`CLOCK` (``--clock``)."""
+    clock = clock or CLOCK
     names = list(fns)
     times: dict[str, list[float]] = {n: [] for n in names}
     for rep in range(warmup + repeats):
         shift = rep % len(names)
         for name in names[shift:] + names[:shift]:
-            t0 = CLOCK()
+            t0 = clock()
             fns[name]()
             if rep >= warmup:
-                times[name].append(CLOCK() - t0)
+                times[name].append(clock() - t0)
     return times
 
 

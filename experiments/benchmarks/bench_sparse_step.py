@@ -38,6 +38,10 @@ from torch import nn
 from mgnas.models import build_model, model_spec
 from mgnas.ops import DGConv2d, set_dgconv_impl
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_dgconv import interleaved  # noqa: E402  (the benchmarks' one interleaved timer)
+from bench_export import unsorted_pattern  # noqa: E402
+
 RESULTS = Path(__file__).with_name("RESULTS.md")
 SECTION = "## DGConv2d"
 SUBSECTION = "### Search step: sparse vs masked DGConv (G-ResNeXt-50) vs ResNeXt-50 32x4d"
@@ -50,16 +54,6 @@ NOTE = (
     "(1 + M)·C/G rows per group, M = 5 here, plus gathering the output gradient for it; about 15-20%). "
     "Both are memory-bound, so they weigh more with 2 threads than with 1."
 )
-
-
-def unsorted_pattern(n_gates: int, groups: int, rng: random.Random) -> list[int]:
-    """log2(groups) zeros (split factors) in a shuffled, not sorted, order (as ``bench_export.py``)."""
-    zeros = groups.bit_length() - 1
-    ordered = [0] * zeros + [1] * (n_gates - zeros)
-    pattern = ordered[:]
-    while pattern == ordered:
-        rng.shuffle(pattern)
-    return pattern
 
 
 def build(name: str, groups: int = 32, seed: int = 0) -> nn.Module:
@@ -94,20 +88,6 @@ def make_step(model: nn.Module, batch: int, size: int) -> Callable[[], None]:
         loss_fn(model(x), y).backward()
         opt.step()
     return step
-
-
-def interleaved(fns: dict[str, Callable[[], None]], repeats: int, warmup: int = 1,
-                clock: Callable[[], float] = time.perf_counter) -> dict[str, list[float]]:
-    names = list(fns)
-    times: dict[str, list[float]] = {n: [] for n in names}
-    for rep in range(warmup + repeats):
-        shift = rep % len(names)
-        for name in names[shift:] + names[:shift]:
-            t0 = clock()
-            fns[name]()
-            if rep >= warmup:
-                times[name].append(clock() - t0)
-    return times
 
 
 def paired_ratio(num: list[float], den: list[float]) -> float:
