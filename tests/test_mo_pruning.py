@@ -76,9 +76,9 @@ def _brute_crowding(points, members):
 def _brute_promoted(points, directions, eta):
     """The set of indices that continue past the rung, each decided as if it had arrived last."""
     ranks = _brute_ranks(points, directions)
-    keep = len(points) // eta
-    if keep == 0:
+    if len(points) < eta:
         return {i for i, r in enumerate(ranks) if r == 0}
+    keep = math.ceil(len(points) / eta)  # the top 1/eta, rounded up
     crowd = {}
     for r in set(ranks):
         crowd.update(_brute_crowding(points, [i for i, x in enumerate(ranks) if x == r]))
@@ -90,13 +90,14 @@ def _brute_promoted(points, directions, eta):
 # Small hand-made rungs: (accuracy, params) points, with the expected survivors for eta=2 and eta=3.
 HAND_MADE = [
     # a clear front of three (0, 1, 3) over two dominated points
-    ([(0.90, 100.0), (0.80, 50.0), (0.70, 80.0), (0.85, 70.0), (0.60, 120.0)], {2: {0, 1}, 3: {0}}),
-    # one point dominates all: it alone survives whatever eta is
-    ([(0.95, 10.0), (0.90, 20.0), (0.80, 30.0), (0.70, 40.0)], {2: {0, 1}, 3: {0}}),
+    # (eta 2 keeps ceil(5/2) = 3: the whole front; eta 3 keeps 2: the front's extremes)
+    ([(0.90, 100.0), (0.80, 50.0), (0.70, 80.0), (0.85, 70.0), (0.60, 120.0)], {2: {0, 1, 3}, 3: {0, 1}}),
+    # a chain (each point dominates the next): the top ceil(n/eta) of the chain survive
+    ([(0.95, 10.0), (0.90, 20.0), (0.80, 30.0), (0.70, 40.0)], {2: {0, 1}, 3: {0, 1}, 4: {0}}),
     # all on one front: the extremes (infinite crowding) go first, then the least crowded middle point
     ([(0.5, 10.0), (0.6, 20.0), (0.62, 22.0), (0.9, 90.0), (0.7, 40.0), (0.95, 100.0)], {2: {0, 5, 4}, 3: {0, 5}}),
     # two extremes of the front tie on crowding: the more accurate one (the first objective) wins
-    ([(0.5, 10.0), (0.9, 90.0), (0.2, 95.0)], {2: {1}, 3: {1}}),
+    ([(0.5, 10.0), (0.9, 90.0), (0.2, 95.0)], {2: {0, 1}, 3: {1}}),
     # fewer results than eta: everything on the front continues, dominated ones stop
     ([(0.5, 10.0), (0.4, 12.0)], {3: {0}}),
 ]
@@ -185,15 +186,16 @@ def test_storage_pruner_prunes_and_records(tmp_path):
     assert _run(sha, study, [0.5, 0.6, 0.7, 0.8], 100.0, 4) == (0, 4)
     # trial 1 is dominated by trial 0 at rung 0 (n=2, keep 1): pruned after epoch 1
     assert _run(sha, study, [0.4, 0.5, 0.6, 0.7], 200.0, 4) == (1, 1)
-    # trial 2 is on the front (smaller), but n=3 keeps 1: trial 0, the more accurate extreme, is that one
-    assert _run(sha, study, [0.3, 0.4, 0.5, 0.6], 50.0, 4) == (2, 1)
+    # trial 2 is on the front (smaller): n=3 keeps ceil(3/2) = 2, both extremes; at rung 1 n=2 keeps 1: trial 0,
+    # the more accurate extreme of the two
+    assert _run(sha, study, [0.3, 0.4, 0.5, 0.6], 50.0, 4) == (2, 2)
     trials = study.get_trials()
     assert trials[0].user_attrs["rung_0"] == [0.5, 100.0] and trials[0].user_attrs["rung_1"] == [0.6, 100.0]
     assert "pruned_rung" not in trials[0].user_attrs
     pruned = trials[1]
     assert pruned.state.name == "PRUNED" and pruned.user_attrs["pruned_rung"] == 0
     assert pruned.user_attrs["pruned_at_epoch"] == 1 and "rank 1" in pruned.user_attrs["pruned_reason"]
-    assert "rank 0" in trials[2].user_attrs["pruned_reason"]
+    assert "rank 0" in trials[2].user_attrs["pruned_reason"] and trials[2].user_attrs["pruned_rung"] == 1
 
     # another worker / a resumed run: a fresh study object and pruner on the same file see the same rungs
     resumed = optuna.load_study(study_name="mo", storage=optuna.storages.JournalStorage(
@@ -201,7 +203,7 @@ def test_storage_pruner_prunes_and_records(tmp_path):
     fresh = MOSuccessiveHalving(ACC_PARAMS, max_epochs=4, min_epochs=1, eta=2)
     # (0.45, 120) is dominated by trial 0's (0.5, 100) at rung 0
     assert _run(fresh, resumed, [0.45, 0.9, 0.9, 0.9], 120.0, 4) == (3, 1)
-    # (0.9, 120): n=5 keeps 2, the front's extremes (trial 2 and it); at rung 1 it beats trial 0 on accuracy
+    # (0.9, 120): on the front at rung 0 (n=5 keeps 3); at rung 1 (n=3 keeps 2) it and trial 2 are the extremes
     assert _run(fresh, resumed, [0.9, 0.9, 0.9, 0.9], 120.0, 4) == (4, 4)
     assert resumed.get_trials()[4].user_attrs["rung_1"] == [0.9, 120.0]
 

@@ -7,8 +7,10 @@ For every seed the same study runs twice on the same data: ``--pruner none`` and
 (multi-objective successive halving, r = ``--min-epochs`` (1), η = ``--eta`` (3): rungs at r·η^k < ``--epochs``),
 objectives accuracy (validation, maximised) and params (minimised), ``--sampler random`` with that seed. The
 random sampler draws its configurations independently of the results, so both arms propose the same
-architectures and differ only by pruning (the torch seed is reset before each arm; a trial's initial weights
-still depend on what the trials before it consumed). Reported per seed and in total:
+architectures and differ only by pruning; every trial seeds itself from (seed, trial number) before it builds its
+model, so a trial's learning curve is the same in both arms, whatever the trials before it did. Training is the
+study's default (``TRAIN_DEFAULTS``: AdamW, batch 32) unless ``--batch-size`` says otherwise. Reported per seed
+and in total:
 
 - epochs trained: the sum over all trials of the epochs they ran (``val_accuracy_history`` of every trial);
 - hypervolume of the completed trials' (accuracy, params) front. Reference point (documented, the same for both
@@ -49,12 +51,12 @@ def hypervolume_2d(points: list[tuple[float, float]], ref: tuple[float, float]) 
 
 
 def run_arm(pruner: str, seed: int, args: argparse.Namespace, root: Path) -> dict:
-    import torch
     from mgnas.strategies.study import TRAIN_DEFAULTS, StudyConfig, load_study_data, run_study
 
     from mgnas.train.config import TrainConfig
 
-    train = TrainConfig(**{**TRAIN_DEFAULTS, "epochs": args.epochs, "batch_size": args.batch_size, "seed": seed})
+    batch = args.batch_size or TRAIN_DEFAULTS["batch_size"]
+    train = TrainConfig(**{**TRAIN_DEFAULTS, "epochs": args.epochs, "batch_size": batch, "seed": seed})
     out = root / f"{pruner}-{seed}"
     out.mkdir(parents=True, exist_ok=True)
     config = StudyConfig(space=args.space, data=args.data, trials=args.trials, storage=f"journal:{out / 'study.log'}",
@@ -62,7 +64,6 @@ def run_arm(pruner: str, seed: int, args: argparse.Namespace, root: Path) -> dic
                          pruner=pruner, seed=seed, train=train, reduction_factor=args.eta,
                          pruner_min_epochs=args.min_epochs)
     data = load_study_data(config)  # loaded per arm: both arms see the same shuffles
-    torch.manual_seed(seed)  # the first trial's initial weights are the same in both arms
     t0 = time.perf_counter()
     study = run_study(config, out, data=data, log=(print if args.verbose else (lambda *_: None)))
     seconds = time.perf_counter() - t0
@@ -83,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", default="digits")
     parser.add_argument("--trials", type=int, default=16)
     parser.add_argument("--epochs", type=int, default=8, help="epochs of a trial that is never pruned (R)")
-    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, help="training batch (default: the study's, 32)")
     parser.add_argument("--min-epochs", type=int, default=1, help="MO-SHA first rung r (epochs)")
     parser.add_argument("--eta", type=int, default=3, help="MO-SHA reduction factor η (rungs at r, rη, rη², … epochs)")
     parser.add_argument("--seeds", default="0,1,2")
@@ -92,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--write-results", action="store_true", help=f"replace its section of {RESULTS}")
     args = parser.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    from mgnas.strategies.study import TRAIN_DEFAULTS
+    default_batch = TRAIN_DEFAULTS["batch_size"]
 
     import optuna
     import torch
@@ -123,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         SECTION, "",
         f"Command: `{command.strip()}`. Space `{args.space}` on `{args.data}`, {args.trials} trials per study, "
-        f"up to {args.epochs} epochs, batch {args.batch_size}, random sampler (same architectures in both arms), "
+        f"up to {args.epochs} epochs, batch {args.batch_size or default_batch}, random sampler (same architectures "
+        "in both arms), "
         f"objectives accuracy (validation) and params; MO-SHA r={args.min_epochs}, η={args.eta}. "
         f"torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, 1-min load "

@@ -228,9 +228,10 @@ class SparseDGConvFunction(torch.autograd.Function):
             y = F.conv2d(xp, wg, bg, stride, padding, dilation, layout.groups)
             if layout.out_perm is not None:
                 y = layout.out_perm.invert(y)
-        # Save the input as given (alive anyway as the previous layer's output) rather than its sorted
-        # (and autocast) copy: backward sorts it again, one gather, instead of keeping a second |x| alive.
-        ctx.save_for_backward(x, wg, weight)
+        # Save the sorted (and autocast) input, as F.conv2d saves its cast input: backward would otherwise sort
+        # it again, one more gather of |x| per layer and step. It costs one |x| of memory per DGConv when the
+        # groups are not contiguous (about 3% of G-ResNeXt-50's step memory at 112x112, batch 8).
+        ctx.save_for_backward(xp, wg, weight)
         ctx.layout, ctx.conv = layout, (stride, padding, dilation)
         ctx.x_dtype, ctx.gates_dtype, ctx.has_bias = x.dtype, gates.dtype, bias is not None
         return y
@@ -238,14 +239,12 @@ class SparseDGConvFunction(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, dy: Tensor):  # type: ignore[override]
-        x, wg, weight = ctx.saved_tensors
+        xp, wg, weight = ctx.saved_tensors
         layout: SparseLayout = ctx.layout
         conv = ctx.conv
         need_x, need_w, need_b, need_g = ctx.needs_input_grad[:4]
         dx = dw = db = dg = gi = gw = None
         with torch.autocast(dy.device.type, enabled=False):
-            x = x.to(wg.dtype)
-            xp = x if layout.in_perm is None else layout.in_perm.apply(x)
             dy = dy.to(wg.dtype)
             dyp = dy if layout.out_perm is None else layout.out_perm.apply(dy)
             shifted = need_g and layout.n_shifts and _shift_form(dy, weight, layout) == "weight"

@@ -17,6 +17,9 @@ so the front is not selected on the test split). Every trial records its spec (s
 - The spec is an Optuna artifact (``trial_NNNN.spec.json`` in the study's artifact store; user attrs
   ``spec_artifact`` and ``spec_hash``), not a 16-30 KB user attr.
 - Every trial records where it ran: ``worker``, ``threads``, ``device``, ``pid``, ``host``.
+- Every trial seeds torch, ``random`` and NumPy with :func:`trial_seed` (``train.seed``, trial number) before it
+  builds its model, so its initial weights, and hence its result, do not depend on which worker runs it nor on
+  what the trials before it did (how many were pruned, how long they trained).
 - ``max_params``: ``trial.set_constraint("params", params - max_params)`` (Optuna 5; feasible when <= 0).
 - Per epoch (:class:`EpochReporter`): the validation accuracies go to user attr ``val_accuracy_history``;
   single-objective studies report to Optuna's pruner; multi-objective studies with ``--pruner sha|hyperband``
@@ -34,9 +37,9 @@ from typing import Any
 from ._config import BUDGET_LABEL, StudyConfig, numeric_order
 from ._storage import start_heartbeat
 
-__all__ = ["Candidate", "METRIC_ATTRS", "build_candidate", "train_candidate", "objective_values", "epoch_values",
-           "load_study_data", "trial_line", "EpochReporter", "record_candidate", "record_metrics", "check_duplicate",
-           "make_mo_pruner", "Interrupt", "INTERRUPT"]
+__all__ = ["Candidate", "METRIC_ATTRS", "trial_seed", "seed_trial", "build_candidate", "train_candidate",
+           "objective_values", "epoch_values", "load_study_data", "trial_line", "EpochReporter", "record_candidate",
+           "record_metrics", "check_duplicate", "make_mo_pruner", "Interrupt", "INTERRUPT"]
 
 #: The trial metrics every backend records as user attrs (besides ``params``, ``macs``, the spec).
 METRIC_ATTRS = ("val_accuracy", "test_accuracy", "seconds")
@@ -49,6 +52,24 @@ def load_study_data(config: StudyConfig) -> Any:
     tc = config.train
     return load_data(config.data, batch_size=tc.batch_size, eval_batch_size=tc.eval_batch_size,
                      workers=tc.workers, seed=tc.seed, download=config.download)
+
+
+def trial_seed(seed: int, number: int) -> int:
+    """The seed of trial ``number`` of a study whose training seed is ``seed`` (distinct per trial, < 2**31)."""
+    return (int(seed) * 1_000_003 + int(number)) % 2**31
+
+
+def seed_trial(seed: int, number: int) -> None:
+    """Seed torch, ``random`` and NumPy for trial ``number`` (see :func:`trial_seed`)."""
+    import random
+
+    import numpy as np
+    import torch
+
+    value = trial_seed(seed, number)
+    torch.manual_seed(value)
+    random.seed(value)
+    np.random.seed(value)
 
 
 @dataclass(frozen=True)
@@ -340,6 +361,7 @@ class _Objective:
                 keep = set(self.space.supernet_labels())
                 fixed = {**{d.label: d.default for d in self.space.dimensions() if d.label not in keep}, **fixed}
             spec = self.space.suggest(_RestrictedTrial(trial, fixed, cfg.choices))
+            seed_trial(cfg.train.seed, trial.number)
             if cfg.trial_kind == "search":
                 from ._trial_search import run_search_trial
 
