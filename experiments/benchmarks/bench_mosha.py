@@ -25,6 +25,7 @@ Goal (issue 10): at most 50% of the epochs for at least 95% of the hypervolume. 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import sys
@@ -75,7 +76,10 @@ def run_arm(pruner: str, seed: int, args: argparse.Namespace, root: Path) -> dic
             complete.append((float(t.values[0]), float(t.values[1])))
     params = [float(t.user_attrs["params"]) for t in study.get_trials(deepcopy=False) if "params" in t.user_attrs]
     pruned = sum(1 for t in study.get_trials(deepcopy=False) if "pruned_rung" in t.user_attrs)
-    return {"epochs": epochs, "complete": complete, "params": params, "pruned": pruned, "seconds": seconds}
+    curves = [[float(t.user_attrs["params"]), list(t.user_attrs.get("val_accuracy_history") or [])]
+              for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
+    return {"epochs": epochs, "complete": complete, "params": params, "pruned": pruned, "seconds": seconds,
+            "curves": curves}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", help="keep the studies here (default: a temporary directory)")
     parser.add_argument("--verbose", action="store_true", help="print one line per trial")
     parser.add_argument("--write-results", action="store_true", help=f"replace its section of {RESULTS}")
+    parser.add_argument("--save-curves", metavar="JSON", help="write the unpruned arm's learning curves "
+                        "({seed: [[params, [accuracy per epoch]], ...]}) for replay_mosha.py")
     args = parser.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     from mgnas.strategies.study import TRAIN_DEFAULTS
@@ -101,10 +107,11 @@ def main(argv: list[str] | None = None) -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     tmp = None if args.out else tempfile.TemporaryDirectory(prefix="bench_mosha_")
     root = Path(args.out or tmp.name)
-    rows, totals = [], {"none": [0, 0.0], "sha": [0, 0.0]}
+    rows, totals, curves = [], {"none": [0, 0.0], "sha": [0, 0.0]}, {}
     load0 = os.getloadavg()[0]
     for seed in seeds:
         arms = {p: run_arm(p, seed, args, root) for p in ("none", "sha")}
+        curves[seed] = arms["none"]["curves"]
         ref_params = 1.1 * max(max(a["params"], default=1.0) for a in arms.values())
         ref = (0.0, 1.0)
         hv = {}
@@ -146,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
         f"Goal: ≤ 0.50 of the epochs for ≥ 0.95 of the hypervolume: **{'met' if met else 'not met'}**.",
     ]
     print("\n".join(lines))
+    if args.save_curves:
+        Path(args.save_curves).write_text(json.dumps(curves))
     if args.write_results:
         update_results("\n".join(lines))
         print(f"wrote the section to {RESULTS}")

@@ -34,8 +34,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+# isort: off
+import mgnas  # noqa: F401  (first: mgnas's allocator policy, mgnas.runtime, must be set before torch is imported)
 import torch
 from torch import nn
+# isort: on
 
 from mgnas.models import build_model, model_spec
 from mgnas.ops import DGConv2d, set_dgconv_impl
