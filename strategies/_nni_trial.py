@@ -50,6 +50,7 @@ def run_trial(config_path: Path, out: Path) -> dict[str, Any]:
     from ._nni_common import import_nni
     from .nni_hpo import decode_parameters, nni_search_space
     from .optuna_study import METRIC_ATTRS, StudyConfig, build_candidate, load_study_data, train_candidate
+    from .study._trial import seed_trial
 
     nni = import_nni()
     config = load_config(StudyConfig, config_path)
@@ -66,6 +67,7 @@ def run_trial(config_path: Path, out: Path) -> dict[str, Any]:
         _write(path, record)
         return record
     data = load_study_data(config)
+    seed_trial(config.train.seed, int(record["sequence"]))  # like an Optuna trial: (seed, trial number)
     try:
         candidate = build_candidate(get_space(config.space).suggest(FixedTrial({**config.fixed, **choices})), data)
     except InfeasibleChoice as err:
