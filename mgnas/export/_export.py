@@ -256,7 +256,13 @@ def export(model_or_spec: Any, format: str, path: str | os.PathLike[str], check:
         static.eval()
         x = _example(size, 2, seed=0)  # batch 2: a batch of 1 would be specialised by torch.export
         with torch.no_grad():
-            static_diff = float((_first(static(x)) - _first(model(x))).abs().max())
+            try:
+                reference = _first(model(x))
+            except RuntimeError as err:  # e.g. a 1-channel input_size for an RGB model: say so, in one line
+                reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+                raise ValueError(f"the model does not take input of size {'x'.join(map(str, size))}: "
+                                 f"{reason}") from None
+            static_diff = float((_first(static(x)) - reference).abs().max())
         writer = {"onnx": lambda p: _write_onnx(static, x, p, opset), "pt2": lambda p: _write_pt2(static, x, p),
                   "torchscript": lambda p: _write_torchscript(static, x, p)}[format]
         with atomic_path(path) as tmp:  # written under a temporary name: a failing exporter never replaces a file
