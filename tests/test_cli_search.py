@@ -46,9 +46,10 @@ def _last_gates(out: Path) -> list:
     return rows[-1]["gates"]
 
 
-def test_hinge_b4_reaches_accuracy_and_budget(tmp_path):
-    out = tmp_path / "run"
-    assert cli.main(["search", *FAST, "--budget", "b=4", "--penalty", "hinge", "--epochs", "6", "--out", str(out)]) == 0
+def test_hinge_b4_reaches_accuracy_and_budget(digits_b4_search):
+    # `search --space resnet20_groups --data digits --budget b=4 --penalty hinge --epochs 6` (and the default
+    # --dgconv-impl sparse --device cpu, explicit there): conftest.py runs it once for this and test_search_sparse.py
+    out = digits_b4_search
     r = _result(out)
     assert r["test_accuracy"] >= 0.95
     assert r["complexity"] <= r["budget"] and r["zeta_over_o"] <= 1.0 and r["within_budget"]
@@ -126,7 +127,7 @@ def _run(args: list[str], **kw) -> subprocess.Popen:
 
 
 def test_resume_after_kill_equals_uninterrupted(tmp_path):
-    args = ["search", *FAST, "--budget", "b=8", "--epochs", "4", "--batch-size", "16"]
+    args = ["search", *FAST, "--budget", "b=8", "--epochs", "4", "--batch-size", "64"]
     full, part = tmp_path / "full", tmp_path / "part"
     p_full = _run([*args, "--out", str(full)])
     p_part = _run([*args, "--out", str(part)])

@@ -20,9 +20,12 @@ def demo(tmp_path_factory):
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    torch.manual_seed(0)  # the same run whichever tests ran before in this process
     out = tmp_path_factory.mktemp("demo") / "run"
     try:
-        rc = cli.main(["demo", "--out", str(out), "--epochs", "1", "--study-trials", "2", "--no-progress"])
+        # short: 1 search epoch, 2 study trials of 1 epoch each (the default 3 only trains the trials longer)
+        rc = cli.main(["demo", "--out", str(out), "--epochs", "1", "--study-trials", "2", "--study-epochs", "1",
+                       "--no-progress"])
     finally:
         torch.set_num_threads(threads)
     assert rc == 0
@@ -42,6 +45,13 @@ def test_demo_writes_search_study_and_index(demo):
     assert study.table_rows and all((demo / row[0]).is_file() for row in study.table_rows)
 
 
+def test_study_epochs_sets_the_epochs_of_every_trial(demo):
+    import optuna
+
+    trials = optuna.load_study(study_name="demo", storage=f"sqlite:///{demo / 'study' / 'study.db'}").trials
+    assert len(trials) == 2 and all(len(t.user_attrs["val_accuracy_history"]) == 1 for t in trials)
+
+
 def test_every_link_of_the_index_resolves(demo):
     page = (demo / "index.html").read_text()
     links = re.findall(r"href='([^']+)'", page)
@@ -50,7 +60,8 @@ def test_every_link_of_the_index_resolves(demo):
     assert not missing, missing
 
 
-def test_bad_study_trials_exits_2_before_anything_is_written(demo, capsys):
-    assert cli.main(["demo", "--out", str(demo), "--study-trials", "-1"]) == 2
-    assert "--study-trials" in capsys.readouterr().err
+@pytest.mark.parametrize("flag, value", [("--study-trials", "-1"), ("--study-epochs", "0")])
+def test_bad_study_trials_exits_2_before_anything_is_written(demo, capsys, flag, value):
+    assert cli.main(["demo", "--out", str(demo), flag, value]) == 2
+    assert flag in capsys.readouterr().err
     assert not Path(f"{demo}-2").exists()

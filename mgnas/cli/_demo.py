@@ -58,6 +58,8 @@ class DemoCommand(Command):
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--study-trials", type=int, default=DEMO_STUDY_TRIALS, metavar="N",
                             help=f"trials of the MGIC study (default {DEMO_STUDY_TRIALS}; 0 skips the study)")
+        parser.add_argument("--study-epochs", type=int, metavar="N", dest="epochs_per_trial",
+                            help=f"training epochs of each study trial (default {DEMO_STUDY['train.epochs']})")
         parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
                             help="progress bars on a terminal, one line per epoch elsewhere (on stderr)")
 
@@ -77,21 +79,24 @@ class DemoCommand(Command):
               f"{config.train.epochs} epochs -> {out}")
         run_and_summarise(config, out, resume=False, progress=args.progress, kind="demo")
         if args.study_trials:
-            _study(out / "study", args.study_trials, args.seed)
+            _study(out / "study", args.study_trials, args.seed, args.epochs_per_trial)
         print(f"index of everything produced: {write_index(out, title='mgnas demo')}")
         print("next: the real jobs (a DGConv search on ImageNet, studies on many GPUs, retrain and export) are in "
               "docs/guide.md")
         return EXIT_OK
 
 
-def _study(out: Path, trials: int, seed: int) -> None:
+def _study(out: Path, trials: int, seed: int, epochs: int | None = None) -> None:
     from mgnas.config import load_config
     from mgnas.strategies import export_pareto
     from mgnas.strategies.optuna_study import StudyConfig, run_study, study_overrides
 
     from ._study import print_export
 
-    config = load_config(StudyConfig, None, study_overrides(None, dict(DEMO_STUDY, trials=trials, seed=seed)))
+    settings = dict(DEMO_STUDY, trials=trials, seed=seed)
+    if epochs is not None:
+        settings["train.epochs"] = epochs
+    config = load_config(StudyConfig, None, study_overrides(None, settings))
     print(f"mgnas demo: {trials}-trial Optuna study of {config.space} on {config.data} "
           f"({', '.join(config.objectives)}; {config.train.epochs} epochs a trial) -> {out}")
     study = run_study(config, out)
