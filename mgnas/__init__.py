@@ -12,10 +12,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from mgnas.runtime import configure_allocator as _configure_allocator
-
 __version__ = "0.1.0"
-_configure_allocator()  # before torch is imported (mgnas.runtime: huge pages for large CPU tensors)
 
 _LAZY = {
     "create_model": "mgnas.models", "list_models": "mgnas.models", "build_model": "mgnas.models",

@@ -13,14 +13,6 @@ The number goes to torch's intra-op pool (``torch.set_num_threads``) and, when n
 in every process) makes two processes on one machine thrash: measured on 2 cores, two trials side by side
 ran at half the throughput of running them in turn, and at 2.4x with one thread each. To share a machine between
 several mgnas processes, give each ``MGNAS_THREADS`` (or use ``mgnas study --jobs N``, which does it).
-
-Allocator policy (applied by ``import mgnas``, see :func:`configure_allocator`): large CPU tensors are backed by
-transparent huge pages (torch's ``THP_MEM_ALLOC_ENABLE=1``, Linux only; torch reads it once, at its first
-allocation, so it only takes effect when mgnas is imported before torch, as the ``mgnas`` command does). A
-training step allocates every gradient afresh (``zero_grad(set_to_none=True)``), and first-touch page faults
-then cost more than the writes: measured here, a fresh zeroed 37.7 MB tensor took 32 ms with 4 KB pages, 11 ms
-with huge pages and 7 ms to re-zero. A DGConv supernet's dense weight gradients (45M values for G-ResNeXt-50) pay
-this on every step. Set ``THP_MEM_ALLOC_ENABLE=0`` in the environment to opt out.
 """
 
 from __future__ import annotations
@@ -28,7 +20,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-__all__ = ["available_cores", "configure_allocator", "configure_threads", "resolve_device", "thread_env"]
+__all__ = ["available_cores", "configure_threads", "resolve_device", "thread_env"]
 
 _ENV = "MGNAS_THREADS"
 
@@ -85,20 +77,6 @@ def configure_threads(n: int | None = None, *, workers: int = 1) -> int:
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
     return n
-
-
-#: torch's CPU allocator settings of the allocator policy (module docstring); an existing value wins.
-ALLOCATOR_ENV = {"THP_MEM_ALLOC_ENABLE": "1"}
-
-
-def configure_allocator() -> bool:
-    """Put :data:`ALLOCATOR_ENV` into the environment (child processes inherit it); return whether it takes effect
-    in this process, i.e. torch was not imported yet (torch reads it at its first allocation)."""
-    import sys
-
-    for name, value in ALLOCATOR_ENV.items():
-        os.environ.setdefault(name, value)
-    return "torch" not in sys.modules
 
 
 def thread_env(n: int) -> dict[str, str]:

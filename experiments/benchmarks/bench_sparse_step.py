@@ -34,11 +34,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-# isort: off
-import mgnas  # noqa: F401  (first: mgnas's allocator policy, mgnas.runtime, must be set before torch is imported)
 import torch
 from torch import nn
-# isort: on
 
 from mgnas.models import build_model, model_spec
 from mgnas.ops import DGConv2d, set_dgconv_impl
@@ -54,12 +51,16 @@ SECTION = "## DGConv2d"
 SUBSECTION = "### Search step: sparse vs masked DGConv (G-ResNeXt-50) vs ResNeXt-50 32x4d"
 MODELS = ("resnext50_32x4d", "g_resnext50 sparse", "g_resnext50 masked")
 NOTE = (
-    "Where the sparse step's extra time goes (torch.profiler, 1 thread, 112x112): the dense 3x3 weights every "
-    "DGConv supernet keeps (45M parameters more than ResNeXt-50: allocating their dense, mostly zero "
-    "gradient and the SGD momentum update over them, about 10-15% of the ResNeXt step; the masked form pays "
-    "the same), and the straight-through gradients of the gates at 0 (one grouped weight gradient with "
-    "(1 + M)·C/G rows per group, M = 5 here, plus gathering the output gradient for it; about 15-20%). "
-    "Both are memory-bound, so they weigh more with 2 threads than with 1."
+    "Where the sparse step's extra time goes (torch.profiler, 2 threads, 112x112, per step: ResNeXt-50 432 ms of "
+    "operator time, sparse G-ResNeXt-50 564 ms): channel permutations of activations (`index_select`: sorting the "
+    "input and unsorting the output in the forward, sorting the output gradient, gathering it (1 + M)-fold for the "
+    "gates at 0, M = 5 here, and unsorting the input gradient) +44 ms; zero-filling the dense weight gradients of "
+    "the 45M supernet weights +28 ms; the fused SGD update over those weights +21 ms; Python in the autograd "
+    "Function +13 ms; the extra grouped convolutions of the gate gradients only +7 ms. All but the last are memory "
+    "traffic, not arithmetic. Removing the activation permutations needs the neighbouring 1x1 convs and BatchNorms "
+    "to work in the sorted channel order (their parameters reordered when a gate flips). Tried and measured no "
+    "better: transparent huge pages for the gradients (`THP_MEM_ALLOC_ENABLE=1`: 1.38-1.40x at 2 threads, 1.38x vs "
+    "1.26x at 1 thread)."
 )
 
 
