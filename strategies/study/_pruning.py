@@ -198,7 +198,8 @@ class MOSuccessiveHalving:
         for d in self.directions:
             _sign(d)
         if self.min_epochs < 1 or self.max_epochs < self.min_epochs:
-            raise ValueError(f"MO-SHA needs 1 <= min_epochs <= max_epochs, got {self.min_epochs}, {self.max_epochs}")
+            raise ValueError(f"MO-SHA: the first rung (pruner_min_epochs, {self.min_epochs}) must be between 1 and the "
+                             f"epochs of a trial ({self.max_epochs})")
         if self.eta < 2:
             raise ValueError(f"MO-SHA reduction factor must be >= 2, got {self.eta}")
 
