@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import statistics
 import subprocess
@@ -43,7 +42,7 @@ from mgnas.train.config import TrainConfig
 from mgnas.train.engine import build_optimizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_dgconv import interleaved  # noqa: E402  (the benchmarks' one interleaved timer)
+from bench_dgconv import cpu_model, interleaved  # noqa: E402  (the benchmarks' one timer and CPU name)
 from bench_export import unsorted_pattern  # noqa: E402
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
@@ -128,16 +127,6 @@ def measure_memory(name: str, batch: int, size: int, threads: int) -> float:
     cmd = [sys.executable, __file__, "--_memory-child", name, str(batch), str(size), str(threads)]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1]) / 2**20
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def bench_size(size: int, batch: int, repeats: int, memory: bool, threads: int,

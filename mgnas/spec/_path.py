@@ -31,12 +31,16 @@ def split_path(path: str) -> list[str | int]:
     """``"stages[2].blocks[0].conv2"`` -> ``["stages", 2, "blocks", 0, "conv2"]``."""
     keys: list[str | int] = []
     for part in path.split("."):
-        m = _TOKEN.fullmatch(part)
-        if not m:
-            raise SpecError(path, f"malformed field path near {part!r}")
-        keys.append(m.group(1))
-        keys.extend(int(i) for i in re.findall(r"\[(\d+)\]", m.group(2)))
+        keys.extend(_token_keys(part, path))
     return keys
+
+
+def _token_keys(part: str, whole: str) -> list[str | int]:
+    """``"blocks[0][1]"`` -> ``["blocks", 0, 1]``; SpecError naming ``whole`` when ``part`` is malformed."""
+    m = _TOKEN.fullmatch(part)
+    if not m:
+        raise SpecError(whole, f"malformed field path near {part!r}")
+    return [m.group(1), *(int(i) for i in re.findall(r"\[(\d+)\]", m.group(2)))]
 
 
 def join_path(keys: list[str | int]) -> str:
@@ -58,11 +62,7 @@ def _keys(name: str) -> list[str | int]:
         if legacy:  # deprecated label spelling: ``stage2.block0.level1``
             keys.extend([_PLURAL[legacy.group(1)], int(legacy.group(2))])
             continue
-        m = _TOKEN.fullmatch(part)
-        if not m:
-            raise SpecError(name, f"malformed field path near {part!r}")
-        keys.append(m.group(1))
-        keys.extend(int(i) for i in re.findall(r"\[(\d+)\]", m.group(2)))
+        keys.extend(_token_keys(part, name))
     return keys
 
 
