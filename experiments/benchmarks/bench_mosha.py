@@ -56,8 +56,7 @@ def run_arm(pruner: str, seed: int, args: argparse.Namespace, root: Path) -> dic
 
     from mgnas.train.config import TrainConfig
 
-    batch = args.batch_size or TRAIN_DEFAULTS["batch_size"]
-    train = TrainConfig(**{**TRAIN_DEFAULTS, "epochs": args.epochs, "batch_size": batch, "seed": seed})
+    train = TrainConfig(**{**TRAIN_DEFAULTS, "epochs": args.epochs, "batch_size": args.batch_size, "seed": seed})
     out = root / f"{pruner}-{seed}"
     out.mkdir(parents=True, exist_ok=True)
     config = StudyConfig(space=args.space, data=args.data, trials=args.trials, storage=f"journal:{out / 'study.log'}",
@@ -100,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     from mgnas.strategies.study import TRAIN_DEFAULTS
-    default_batch = TRAIN_DEFAULTS["batch_size"]
+    args.batch_size = args.batch_size or TRAIN_DEFAULTS["batch_size"]
 
     import optuna
     import torch
@@ -133,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         SECTION, "",
         f"Command: `{command.strip()}`. Space `{args.space}` on `{args.data}`, {args.trials} trials per study, "
-        f"up to {args.epochs} epochs, batch {args.batch_size or default_batch}, random sampler (same architectures "
+        f"up to {args.epochs} epochs, batch {args.batch_size}, random sampler (same architectures "
         "in both arms), "
         f"objectives accuracy (validation) and params; MO-SHA r={args.min_epochs}, η={args.eta}. "
         f"torch {torch.__version__}, "

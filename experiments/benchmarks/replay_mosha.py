@@ -7,8 +7,9 @@
 Every trial of the unpruned arm trained to the last epoch, so its whole validation-accuracy curve is known; a
 rule is replayed on those curves with the trials arriving one after the other (as ``--jobs 1`` runs them). The
 rules differ only in how many of the n results at a rung continue once n >= η: ⌊n/η⌋ (the first version),
-⌊n/η⌋ + 1 (syne-tune's MO-ASHA, rank position p/n <= 1/η) and ⌈n/η⌉ (mgnas now). The order at a rung is
-mgnas's :func:`promotion_order`; with fewer than η results a trial continues only if none dominates it.
+⌊n/η⌋ + 1 (syne-tune's MO-ASHA, rank position p/n <= 1/η) and ⌈n/η⌉ (mgnas now). The decision is mgnas's
+:func:`promotable` with its ``keep`` argument set to the rule; with fewer than η results a trial continues only
+if none dominates it.
 Epochs and hypervolume are reported as fractions of the unpruned arm's, as ``bench_mosha.py`` does.
 """
 
@@ -23,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_mosha import hypervolume_2d  # noqa: E402
-from mgnas.strategies.study._pruning import nondominated_ranks, promotion_order  # noqa: E402
+from mgnas.strategies.study._pruning import MOSuccessiveHalving, promotable  # noqa: E402
 
 DIRECTIONS = ("maximize", "minimize")  # accuracy, params
 RULES: dict[str, Callable[[int, int], int]] = {
@@ -36,27 +37,19 @@ RULES: dict[str, Callable[[int, int], int]] = {
 def replay(curves: list[tuple[float, list[float]]], keep: Callable[[int, int], int], eta: int,
            min_epochs: int) -> tuple[int, list[tuple[float, float]]]:
     """(epochs trained, completed (accuracy, params)) when ``curves`` [(params, accuracies per epoch)] arrive in
-    order and a trial continues past a rung only while the rule keeps it."""
+    order and a trial continues past a rung only while :func:`promotable` with the rule's ``keep`` says so."""
     max_epochs = max(len(h) for _, h in curves)
-    rungs, e = [], min_epochs
-    while e < max_epochs:
-        rungs.append(e)
-        e *= eta
-    recorded: dict[int, list[tuple[float, float]]] = {k: [] for k in range(len(rungs))}
+    rungs = MOSuccessiveHalving(DIRECTIONS, max_epochs, min_epochs, eta).rung_epochs()
+    recorded: dict[int, list[tuple[float, float]]] = {e: [] for e in rungs}
     epochs, complete = 0, []
     for params, history in curves:
         for epoch in range(1, len(history) + 1):
             epochs += 1
-            if epoch not in rungs:
+            if epoch not in recorded:
                 continue
-            points = recorded[rungs.index(epoch)]
+            points = recorded[epoch]
             points.append((history[epoch - 1], params))
-            me = len(points) - 1
-            if len(points) < eta:
-                go_on = nondominated_ranks(points, DIRECTIONS)[me] == 0
-            else:
-                go_on = me in promotion_order(points, DIRECTIONS)[:keep(len(points), eta)]
-            if not go_on:
+            if not promotable(points, len(points) - 1, DIRECTIONS, eta, keep):
                 break
         else:
             complete.append((history[-1], params))

@@ -54,7 +54,7 @@ from mgnas.train.distributed import init_distributed
 from mgnas.train.progress import EpochProgress
 from mgnas.train.schedule import StepSchedule
 
-__all__ = ["Trainer", "TrainingDiverged", "ResumeError", "build_optimizer"]
+__all__ = ["Trainer", "TrainingDiverged", "ResumeError", "build_optimizer", "seed_everything"]
 
 LossFn = Callable[[nn.Module, Tensor, Tensor], tuple[Tensor, dict[str, float]]]
 #: History fields that measure time; they differ between otherwise identical runs.
@@ -73,6 +73,13 @@ class _Recorder(nn.Module):
         out = self.inner(*args, **kwargs)
         self.last_output = out
         return out
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch, Python's ``random`` and NumPy's global generator with ``seed``."""
+    torch.manual_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
 
 
 def build_optimizer(model: nn.Module, config: TrainConfig, param_groups: list[dict] | None) -> torch.optim.Optimizer:
@@ -285,10 +292,7 @@ class Trainer:
     # --- checkpoints ------------------------------------------------------------------------------
 
     def _seed(self) -> None:
-        seed = self.config.seed + self.rank
-        torch.manual_seed(seed)
-        random.seed(seed)
-        np.random.seed(seed % 2**32)
+        seed_everything(self.config.seed + self.rank)
 
     def _save(self) -> None:
         rng = [capture_rng()]

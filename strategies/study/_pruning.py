@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import binascii
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -158,11 +158,12 @@ def promotion_order(points: Sequence[Sequence[float]], directions: Sequence[Any]
     return sorted(range(len(points)), key=lambda i: (ranks[i], -crowd[i], pts[i][0], i))
 
 
-def promotable(points: Sequence[Sequence[float]], index: int, directions: Sequence[Any], eta: int) -> bool:
+def promotable(points: Sequence[Sequence[float]], index: int, directions: Sequence[Any], eta: int,
+               keep: Callable[[int, int], int] | None = None) -> bool:
     """Whether ``points[index]`` continues past a rung holding ``points`` (its own result included).
 
     True if it is among the first :func:`keep_count` (⌈n/η⌉) of :func:`promotion_order`; while n < η, True if no
-    other result dominates it.
+    other result dominates it. ``keep(n, η)`` replaces :func:`keep_count` (``replay_mosha.py`` compares rules).
     """
     if not 0 <= index < len(points):
         raise IndexError(f"index {index} outside the {len(points)} points")
@@ -170,7 +171,7 @@ def promotable(points: Sequence[Sequence[float]], index: int, directions: Sequen
         raise ValueError(f"reduction factor must be >= 2, got {eta}")
     if len(points) < eta:
         return nondominated_ranks(points, directions)[index] == 0
-    return index in promotion_order(points, directions)[:keep_count(len(points), eta)]
+    return index in promotion_order(points, directions)[:(keep or keep_count)(len(points), eta)]
 
 
 def keep_count(n: int, eta: int) -> int:

@@ -61,15 +61,9 @@ def trial_seed(seed: int, number: int) -> int:
 
 def seed_trial(seed: int, number: int) -> None:
     """Seed torch, ``random`` and NumPy for trial ``number`` (see :func:`trial_seed`)."""
-    import random
+    from mgnas.train.engine import seed_everything
 
-    import numpy as np
-    import torch
-
-    value = trial_seed(seed, number)
-    torch.manual_seed(value)
-    random.seed(value)
-    np.random.seed(value)
+    seed_everything(trial_seed(seed, number))
 
 
 @dataclass(frozen=True)
