@@ -127,3 +127,20 @@ def test_builds_on_the_meta_device_for_counting():
         y = m(torch.randn(1, 8, 4, 4))
     assert y.is_meta and y.shape == (1, 8, 4, 4)
     assert sum(p.numel() for p in m.parameters()) == 8 * 4 * 9
+
+
+def test_permuted_group_conv_traces_and_exports_with_any_batch_size() -> None:
+    """Eager mode gathers whole H·W planes with a batch-size dependent row index (``gather_channels``);
+    traced, scripted, FX-traced and exported forms keep ``index_select``, so they take any batch size."""
+    torch.manual_seed(0)
+    m = GroupConv2d(8, 12, 3, 1, 1, 1, groups=4, in_perm=torch.randperm(8), out_perm=torch.randperm(12)).eval()
+    x2, x5 = torch.randn(2, 8, 5, 5), torch.randn(5, 8, 5, 5)
+    ref = torch.conv2d(x5[:, m.in_perm], m.conv.weight, m.conv.bias, 1, 1, 1, 4)[:, m.out_index]
+    with torch.no_grad():
+        assert torch.allclose(m(x5), ref, atol=1e-6)
+        traced = torch.jit.trace(m, x2)
+        assert torch.allclose(traced(x5), ref, atol=1e-6)
+        assert torch.allclose(torch.jit.script(m)(x5), ref, atol=1e-6)
+        assert torch.allclose(torch.fx.symbolic_trace(m)(x5), ref, atol=1e-6)
+        program = torch.export.export(m, (x2,), dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=64)},))
+        assert torch.allclose(program.module()(x5), ref, atol=1e-6)

@@ -50,16 +50,17 @@ SECTION = "## DGConv2d"
 SUBSECTION = "### Search step: sparse vs masked DGConv (G-ResNeXt-50) vs ResNeXt-50 32x4d"
 MODELS = ("resnext50_32x4d", "g_resnext50 sparse", "g_resnext50 masked")
 NOTE = (
-    "Where the sparse step's extra time goes (torch.profiler, 2 threads, 112x112, per step: ResNeXt-50 432 ms of "
-    "operator time, sparse G-ResNeXt-50 564 ms): channel permutations of activations (`index_select`: sorting the "
-    "input and unsorting the output in the forward, sorting the output gradient, gathering it (1 + M)-fold for the "
-    "gates at 0, M = 5 here, and unsorting the input gradient) +44 ms; zero-filling the dense weight gradients of "
-    "the 45M supernet weights +28 ms; the fused SGD update over those weights +21 ms; Python in the autograd "
-    "Function +13 ms; the extra grouped convolutions of the gate gradients only +7 ms. All but the last are memory "
-    "traffic, not arithmetic. Removing the activation permutations needs the neighbouring 1x1 convs and BatchNorms "
-    "to work in the sorted channel order (their parameters reordered when a gate flips). Tried and measured no "
-    "better: transparent huge pages for the gradients (`THP_MEM_ALLOC_ENABLE=1`: 1.38-1.40x at 2 threads, 1.38x vs "
-    "1.26x at 1 thread)."
+    "Where the sparse step's extra time goes (torch.profiler, 2 threads, 112x112, operator time per step: ResNeXt-50 "
+    "389 ms, sparse G-ResNeXt-50 489 ms): the convolutions +31 ms (the grouped weight gradients and forward "
+    "convolutions of the gate gradients, M = 5 shifts per layer here); channel gathers of activations +24 ms (the "
+    "(1 + M)-fold gather of the output gradient for the gates at 0: 17 ms; sorting and unsorting x, y, dy and dx: "
+    "7 ms); the fused SGD update over the 45M dense supernet weights +19 ms (momentum and weight decay move the "
+    "weights off the blocks too, as in the masked form); gathers of the weight blocks +12 ms; writing the block "
+    "gradients into the dense weight gradient +4 ms. Two changes took the 112x112 ratio from 1.35x to 1.27x: the "
+    "dense weight gradient is reused from step to step (`DenseGradBuffer`: no allocation and zero-fill of 180 MB "
+    "per step; 1.35x -> 1.32x), and channel gathers copy whole H*W planes (`ChannelIndex`, about 2x faster than "
+    "`index_select` along dim 1; -> 1.27x). Tried and measured no better: transparent huge pages for the gradients "
+    "(`THP_MEM_ALLOC_ENABLE=1`), glibc malloc tunables, and NCHW permutations as a digit-axis transpose."
 )
 
 

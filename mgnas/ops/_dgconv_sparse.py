@@ -38,11 +38,13 @@ groups of the sorted input (block γ of the weight: W[o ∈ γ, i ∈ γ]), its 
 
 Work: the forward, ∂L/∂x and ∂L/∂W are those of a grouped conv; the gate gradient adds M grouped convs,
 (1 + M)/G of a dense weight gradient in all (6/32 for G = 32 with radix 2); nothing C_out × C_in × k²-dense
-is built except ∂L/∂W itself (dense by contract: zero off the blocks).
+is built except ∂L/∂W itself (dense by contract: zero off the blocks), and that one is reused from step to step
+when nothing else holds it (:class:`DenseGradBuffer`: only the blocks are written, no 4·C_out·C_in·k² bytes are
+allocated and zero-filled per layer and step).
 
 Layouts (orders, block and shift index tensors) depend only on the hard pattern: they are built once per
-(shape, pattern, device) and cached (:func:`sparse_layout`). Channel permutations are an ``index_select``
-of the channel axis (measured cheaper than the reshape/transpose of the mixed-radix digit axes on NCHW
+(shape, pattern, device) and cached (:func:`sparse_layout`). Channel permutations gather whole H·W planes
+(:class:`ChannelIndex`; measured cheaper than the reshape/transpose of the mixed-radix digit axes on NCHW
 tensors; channels_last tensors use that transpose of their NHWC view, which keeps their layout), and are
 skipped entirely when the groups are already contiguous (e.g. the sorted pattern [0, …, 0, 1, …, 1]).
 
@@ -65,6 +67,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ._channels import ChannelIndex
+
 SHIFT_FORM = "auto"  # "auto" | "weight" | "forward": how the shifted-block sums are computed (all exact)
 
 
@@ -73,22 +77,23 @@ class ChannelPerm:
 
     The channel axis is viewed as ``sizes`` (most significant first); ``dims`` is the new order of those
     axes. ``apply`` gathers (``out[:, c] = x[:, index[c]]``), ``invert`` scatters back. Measured on CPU
-    (``bench_dgconv.py``), an ``index_select`` of the channels is cheaper than the reshape/transpose for
-    NCHW tensors; channels_last tensors use the transpose of the NHWC view, which keeps their layout.
+    (``bench_dgconv.py``), a gather of the channels (:class:`ChannelIndex`) is cheaper than the
+    reshape/transpose for NCHW tensors; channels_last tensors use the transpose of the NHWC view, which
+    keeps their layout.
     """
 
     def __init__(self, sizes: tuple[int, ...], dims: tuple[int, ...], device: torch.device) -> None:
         self.sizes, self.dims = sizes, dims
         self.inv_dims = tuple(sorted(range(len(dims)), key=dims.__getitem__))
         self.index = torch.arange(math.prod(sizes)).reshape(sizes).permute(dims).reshape(-1)  # CPU, for reference
-        self.gather = self.index.to(device)
-        self.scatter = torch.argsort(self.index).to(device)
+        self.gather = ChannelIndex(self.index.to(device))
+        self.scatter = ChannelIndex(torch.argsort(self.index).to(device))
 
-    def _move(self, x: Tensor, sizes: Sequence[int], dims: Sequence[int], index: Tensor,
+    def _move(self, x: Tensor, sizes: Sequence[int], dims: Sequence[int], index: ChannelIndex,
               transpose: bool = False) -> Tensor:
         channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
         if not (channels_last or transpose):
-            return x.index_select(1, index)
+            return index(x)
         n, c, h, w = x.shape
         if not channels_last:
             t = x.reshape(n, *sizes, h * w).permute(0, *(1 + d for d in dims), len(sizes) + 1)
@@ -176,12 +181,12 @@ class SparseLayout:
         if self.n_shifts:
             tgt = torch.stack(targets, 1)  # (G, M) target group of group γ under shift m
             out_ch = out_order.view(g, n_out)[tgt]  # (G, M, n_out) output channels
-            self.shift_out = out_ch.reshape(-1).to(device)
+            self.shift_out = ChannelIndex(out_ch.reshape(-1).to(device))
             self.shift_index = (out_ch[..., None] * c_in + cols[:, None]).reshape(-1).to(device)
             self.shift_gate = torch.tensor(gates, device=device)
             # blocks and shifted blocks together, (G, 1 + M, n_out) rows: the weight-gradient form
             all_out = torch.cat([out_order.view(g, 1, n_out), out_ch], 1)
-            self.all_out = all_out.reshape(-1).to(device)
+            self.all_out = ChannelIndex(all_out.reshape(-1).to(device))
             self.all_index = (all_out[..., None] * c_in + cols[:, None]).reshape(-1).to(device)
 
     def differs(self, dtype: torch.dtype) -> Tensor:
@@ -195,6 +200,64 @@ def sparse_layout(c_in: int, c_out: int, radices: tuple[int, ...], ones: tuple[i
                   pattern: tuple[int, ...], device: torch.device) -> SparseLayout:
     """The cached :class:`SparseLayout` of one shape and hard gate pattern on one device."""
     return SparseLayout(c_in, c_out, radices, ones, pattern, device)
+
+
+def _storage_refs(t: Tensor) -> int:
+    """How many tensors (views included) hold ``t``'s storage; a large number when torch cannot tell."""
+    use_count = getattr(torch._C, "_storage_Use_Count", None)
+    if use_count is None:
+        return 1 << 30
+    return use_count(t.untyped_storage()._cdata) - 1  # less the reference of the temporary storage object
+
+
+class DenseGradBuffer:
+    """The dense ∂L/∂W of one sparse DGConv, reused from step to step instead of allocated and zero-filled.
+
+    ∂L/∂W is dense by contract but zero off the current blocks (C_in·C_out/G of C_in·C_out·k² entries).
+    Allocating and zero-filling it every step cost G-ResNeXt-50 about 28 ms of a 560 ms CPU step (45M
+    weights: a memset plus the page faults of a fresh 180 MB). This buffer keeps the storage of the last
+    gradient it handed out (as a view of its own, so autograd's AccumulateGrad still takes the returned
+    tensor as ``.grad`` without a copy) and hands it out again when that is safe:
+
+    * nobody else holds the storage (``.grad`` was reset to None by ``zero_grad(set_to_none=True)`` and no
+      user reference or view of it is alive), and
+    * it was not modified in place since it was written (its version counter, shared by every view and
+      ``detach()``, is unchanged: not by gradient clipping, AMP unscaling, DDP's copy-back, ...),
+
+    so its entries off the blocks are still zero. Then only the blocks of the previous layout are zeroed
+    (none when the hard gates did not flip) before the new blocks are written. Otherwise a new zero tensor
+    is allocated, as without the buffer. Not detected: writes through ``.grad.data`` (a legacy alias with a
+    version counter of its own) that leave non-zeros off the blocks. A buffer is never pickled or copied
+    (``deepcopy`` gives an empty one).
+    """
+
+    __slots__ = ("alias", "blocks", "version")
+
+    def __init__(self) -> None:
+        self.alias: Optional[Tensor] = None
+        self.blocks: Optional[Tensor] = None
+        self.version = -1
+
+    def __reduce__(self):
+        return (DenseGradBuffer, ())
+
+    def take(self, weight: Tensor, blocks: Tensor) -> Tensor:
+        """A (C_out·C_in, k, k) tensor for the gradient of ``weight``, zero except possibly on ``blocks``."""
+        c_out, c_in, kh, kw = weight.shape
+        a = self.alias
+        if (a is not None and a.device == weight.device and a.dtype == weight.dtype
+                and a.shape == (c_out * c_in, kh, kw) and a._version == self.version and _storage_refs(a) == 1):
+            if self.blocks is not blocks:
+                a.index_fill_(0, self.blocks, 0)
+        else:
+            a = weight.new_zeros(c_out * c_in, kh, kw)
+        self.alias, self.blocks = a, blocks
+        return a.view(a.shape)  # a tensor of its own: AccumulateGrad steals it only if nothing else holds it
+
+    def written(self, dw: Tensor) -> Tensor:
+        """Record that ``dw`` (from :meth:`take`) holds the new gradient; returns it."""
+        self.version = dw._version
+        return dw
 
 
 def _compute_dtype(x: Tensor) -> torch.dtype:
@@ -215,7 +278,8 @@ class SparseDGConvFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: Tensor, weight: Tensor, bias: Optional[Tensor], gates: Tensor,  # type: ignore[override]
-                layout: SparseLayout, stride: int, padding: int, dilation: int) -> Tensor:
+                layout: SparseLayout, stride: int, padding: int, dilation: int,
+                grad_buffer: DenseGradBuffer) -> Tensor:
         cdt = _compute_dtype(x)
         c_out = weight.shape[0]
         with torch.autocast(x.device.type, enabled=False):
@@ -223,7 +287,7 @@ class SparseDGConvFunction(torch.autograd.Function):
             wg = _gather_rows(weight, layout.block_index, c_out).to(cdt)
             bg = None
             if bias is not None:
-                bg = bias if layout.out_perm is None else bias.index_select(0, layout.out_perm.gather)
+                bg = bias if layout.out_perm is None else bias.index_select(0, layout.out_perm.gather.index)
                 bg = bg.to(cdt)
             y = F.conv2d(xp, wg, bg, stride, padding, dilation, layout.groups)
             if layout.out_perm is not None:
@@ -232,7 +296,7 @@ class SparseDGConvFunction(torch.autograd.Function):
         # it again, one more gather of |x| per layer and step. It costs one |x| of memory per DGConv when the
         # groups are not contiguous (about 3% of G-ResNeXt-50's step memory at 112x112, batch 8).
         ctx.save_for_backward(xp, wg, weight)
-        ctx.layout, ctx.conv = layout, (stride, padding, dilation)
+        ctx.layout, ctx.conv, ctx.grad_buffer = layout, (stride, padding, dilation), grad_buffer
         ctx.x_dtype, ctx.gates_dtype, ctx.has_bias = x.dtype, gates.dtype, bias is not None
         return y
 
@@ -252,8 +316,8 @@ class SparseDGConvFunction(torch.autograd.Function):
                 gi, gw = _conv_backward(dyp, xp, wg, conv, layout.groups, need_x, (need_w or need_g) and not shifted)
             s_blk = s_shift = None
             if shifted:  # one weight gradient for the blocks and all shifted blocks together
-                w_all = _gather_rows(weight, layout.all_index, layout.all_out.numel())
-                _, gw_all = _conv_backward(dy.index_select(1, layout.all_out), xp, w_all.to(xp.dtype), conv,
+                w_all = _gather_rows(weight, layout.all_index, layout.all_out.index.numel())
+                _, gw_all = _conv_backward(layout.all_out(dy), xp, w_all.to(xp.dtype), conv,
                                            layout.groups, False, True)
                 s_all = _kernel_dot(gw_all, w_all).view(layout.groups, 1 + layout.n_shifts, -1)
                 s_blk, s_shift = s_all[:, 0].reshape(-1), s_all[:, 1:].sum((0, 2))
@@ -261,10 +325,10 @@ class SparseDGConvFunction(torch.autograd.Function):
             if need_x:
                 dx = (gi if layout.in_perm is None else layout.in_perm.invert(gi)).to(ctx.x_dtype)
             if need_w:
-                c_out, c_in, kh, kw = weight.shape
-                dw = weight.new_zeros(c_out * c_in, kh, kw)
+                kh, kw = weight.shape[2:]
+                dw = ctx.grad_buffer.take(weight, layout.block_index)
                 dw.index_copy_(0, layout.block_index, gw.reshape(-1, kh, kw).to(weight.dtype))
-                dw = dw.view(weight.shape)
+                dw = ctx.grad_buffer.written(dw).view(weight.shape)
             if need_b and ctx.has_bias:
                 db = dy.sum((0, 2, 3), dtype=weight.dtype)
             if need_g:
@@ -277,7 +341,7 @@ class SparseDGConvFunction(torch.autograd.Function):
                         s_shift = _shift_sums_forward(xp, weight, dy, layout, conv)
                     dg = dg.index_add(0, layout.shift_gate, s_shift)
                 dg = dg.to(ctx.gates_dtype)
-        return dx, dw, db, dg, None, None, None, None
+        return dx, dw, db, dg, None, None, None, None, None
 
 
 def _shift_form(dy: Tensor, weight: Tensor, layout: SparseLayout) -> str:
@@ -312,5 +376,5 @@ def _shift_sums_forward(xp: Tensor, weight: Tensor, dy: Tensor, layout: SparseLa
     rows = layout.groups * layout.n_shifts * layout.n_out
     w_sh = _gather_rows(weight, layout.shift_index, rows).to(xp.dtype)
     z = F.conv2d(xp, w_sh, None, *conv, layout.groups)
-    per_row = (z * dy.index_select(1, layout.shift_out)).sum((0, 2, 3), dtype=weight.dtype)
+    per_row = (z * layout.shift_out(dy)).sum((0, 2, 3), dtype=weight.dtype)
     return per_row.view(layout.groups, layout.n_shifts, layout.n_out).sum((0, 2))

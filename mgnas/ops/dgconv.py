@@ -56,7 +56,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._checks import check_padding, check_positive
-from ._dgconv_sparse import SparseDGConvFunction, SparseLayout, sparse_layout
+from ._dgconv_sparse import DenseGradBuffer, SparseDGConvFunction, SparseLayout, sparse_layout
 from .group import GroupConv2d
 
 GATE_INIT = 1e-8  # paper §4 "Implementation": gates start at ±1e-8 with random sign
@@ -314,5 +314,8 @@ def set_dgconv_impl(module: nn.Module, impl: str) -> int:
 
 @torch.compiler.disable  # the layout depends on Python values of the hard gates: run eagerly, not traced
 def _sparse_forward(m: DGConv2d, x: Tensor) -> Tensor:
+    buffer = m.__dict__.get("_grad_buffer")
+    if buffer is None:
+        buffer = m.__dict__["_grad_buffer"] = DenseGradBuffer()
     return SparseDGConvFunction.apply(x, m.weight, m.bias, m.gates, m.sparse_layout(), m.stride, m.padding,
-                                      m.dilation)
+                                      m.dilation, buffer)

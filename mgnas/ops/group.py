@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from ..spec import divisors
+from ._channels import gather_channels
 from ._checks import check_padding, check_positive
 
 
@@ -154,10 +155,10 @@ class GroupConv2d(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if self.in_index is not None:
-            x = x.index_select(1, self.in_index)
+            x = gather_channels(x, self.in_index)
         y = self.conv(x)
         if self.out_index is not None:
-            y = y.index_select(1, self.out_index)
+            y = gather_channels(y, self.out_index)
         return y
 
     def extra_repr(self) -> str:
