@@ -171,3 +171,27 @@ def test_channel_index_follows_the_batch_size() -> None:
     for n in [1, 2, 3, 5, 7, 11, 13, 17, 19, 23, 2]:  # more sizes than it keeps: rebuilt as needed
         x = torch.randn(n, 4, 3, 3)
         assert torch.equal(gather(x), x.index_select(1, index))
+
+
+def test_channel_index_keeps_channels_last() -> None:
+    index = torch.tensor([5, 1, 1, 0, 3])
+    x = torch.randn(3, 6, 4, 5).contiguous(memory_format=torch.channels_last)
+    out = ChannelIndex(index)(x)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(out, x.index_select(1, index))
+
+
+def test_channels_last_model_keeps_dgconv_weights_contiguous_and_exact() -> None:
+    """``.to(memory_format=torch.channels_last)`` (``train.channels_last``) leaves DGConv weights and their
+    gradients NCHW-contiguous (the sparse form gathers blocks from that layout); results equal the masked form's."""
+    nets = {impl: _net(impl) for impl in ("masked", "sparse")}
+    for net in nets.values():
+        _loss(net, 0).backward()
+        net.to(memory_format=torch.channels_last)
+        for m in _dgconvs(net):
+            assert m.weight.is_contiguous() and m.weight.grad.is_contiguous()
+        net.zero_grad(set_to_none=True)
+        x = _data(1).contiguous(memory_format=torch.channels_last)
+        net(x).square().mean().backward()
+    for a, b in zip(nets["sparse"].parameters(), nets["masked"].parameters()):
+        assert _rel(a.grad, b.grad) < 1e-9

@@ -44,8 +44,8 @@ allocated and zero-filled per layer and step).
 
 Layouts (orders, block and shift index tensors) depend only on the hard pattern: they are built once per
 (shape, pattern, device) and cached (:func:`sparse_layout`). Channel permutations gather whole H·W planes
-(:class:`ChannelIndex`; measured cheaper than the reshape/transpose of the mixed-radix digit axes on NCHW
-tensors; channels_last tensors use that transpose of their NHWC view, which keeps their layout), and are
+(:class:`ChannelIndex`; measured no slower than the reshape/transpose of the mixed-radix digit axes, for NCHW
+and channels_last tensors alike), and are
 skipped entirely when the groups are already contiguous (e.g. the sorted pattern [0, …, 0, 1, …, 1]).
 
 Precision: under autocast the convolutions run in the autocast dtype (like the masked form's
@@ -76,10 +76,11 @@ class ChannelPerm:
     """A channel permutation that transposes groups of mixed-radix digit axes.
 
     The channel axis is viewed as ``sizes`` (most significant first); ``dims`` is the new order of those
-    axes. ``apply`` gathers (``out[:, c] = x[:, index[c]]``), ``invert`` scatters back. Measured on CPU
-    (``bench_dgconv.py``), a gather of the channels (:class:`ChannelIndex`) is cheaper than the
-    reshape/transpose for NCHW tensors; channels_last tensors use the transpose of the NHWC view, which
-    keeps their layout.
+    axes. ``apply`` gathers (``out[:, c] = x[:, index[c]]``), ``invert`` scatters back, both with a channel
+    gather (:class:`ChannelIndex`, which keeps NCHW and channels_last layouts). The reshape/transpose of the
+    digit axes (``transpose=True``) computes the same; measured on CPU (``bench_dgconv.py``,
+    ``bench_sparse_step.py``) it was never faster: about as fast for NCHW, slower for channels_last tensors
+    in G-ResNeXt-50's step (1.46x vs 1.43x ResNeXt-50's).
     """
 
     def __init__(self, sizes: tuple[int, ...], dims: tuple[int, ...], device: torch.device) -> None:
@@ -91,9 +92,9 @@ class ChannelPerm:
 
     def _move(self, x: Tensor, sizes: Sequence[int], dims: Sequence[int], index: ChannelIndex,
               transpose: bool = False) -> Tensor:
-        channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
-        if not (channels_last or transpose):
+        if not transpose:
             return index(x)
+        channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
         n, c, h, w = x.shape
         if not channels_last:
             t = x.reshape(n, *sizes, h * w).permute(0, *(1 + d for d in dims), len(sizes) + 1)

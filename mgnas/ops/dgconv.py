@@ -150,6 +150,20 @@ class DGConv2d(nn.Module):
             raise ValueError(f"DGConv2d impl must be one of {IMPLS}, got {value!r}")
         self.__dict__["_impl"] = value
 
+    def _apply(self, fn, recurse=True):  # type: ignore[no-untyped-def]
+        """``nn.Module._apply`` (``.to``, ``.cuda``, ``.double``, ...), then the weight (and its gradient) made
+        NCHW-contiguous again: ``model.to(memory_format=torch.channels_last)`` (``train.channels_last``) would
+        make it channels_last, and the sparse form gathers its blocks from the contiguous layout (a channels_last
+        weight was copied whole on every step: 1.96x instead of 1.27x ResNeXt-50's step on CPU). Channels_last
+        activations are unaffected (the convolutions take their layout from the input)."""
+        super()._apply(fn, recurse)
+        w = self.weight
+        if not w.is_contiguous():
+            w.data = w.data.contiguous()
+        if w.grad is not None and not w.grad.is_contiguous():
+            w.grad = w.grad.contiguous()
+        return self
+
     # ------------------------------------------------------------------ parameters
     def reset_parameters(self) -> None:
         """Weight as the conv it replaces is initialised in torchvision's ResNets and the public G-ResNeXt
