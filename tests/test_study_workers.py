@@ -194,16 +194,18 @@ def test_a_worker_killed_mid_trial_loses_no_finished_trial(tmp_path):
     finished before the kill is unchanged, and the killed trial is failed and retried by the other worker."""
     url = f"sqlite:///{tmp_path / 'study.db'}"
     parent = _parent(tmp_path, "--trials", "3", "--jobs", "2", "--study-name", "k")
+    seen: dict = {}
     try:
-        def ready() -> bool:
+        def ready() -> bool:  # one read of the storage decides both, so the victim is still training when killed
             trials = _trials(url, "k")
-            return any(t.state.name == "COMPLETE" for t in trials) and any(
-                t.state.name == "RUNNING" and "spec_hash" in t.user_attrs for t in trials)
+            training = [t for t in trials if t.state.name == "RUNNING" and "spec_hash" in t.user_attrs]
+            if training and any(t.state.name == "COMPLETE" for t in trials):
+                seen.update(trials=trials, victim=training[0])
+            return bool(seen)
 
         _wait(ready, what="one finished trial and one training", proc=parent)
-        trials = _trials(url, "k")
-        before = {t.number: t.values for t in trials if t.state.name == "COMPLETE"}
-        victim = next(t for t in trials if t.state.name == "RUNNING" and "spec_hash" in t.user_attrs)
+        before = {t.number: t.values for t in seen["trials"] if t.state.name == "COMPLETE"}
+        victim = seen["victim"]
         os.kill(victim.user_attrs["pid"], signal.SIGKILL)
         out, _ = parent.communicate(timeout=300)
     finally:

@@ -221,13 +221,14 @@ class DenseGradBuffer:
     tensor as ``.grad`` without a copy) and hands it out again when that is safe:
 
     * nobody else holds the storage (``.grad`` was reset to None by ``zero_grad(set_to_none=True)`` and no
-      user reference or view of it is alive), and
-    * it was not modified in place since it was written (its version counter, shared by every view and
-      ``detach()``, is unchanged: not by gradient clipping, AMP unscaling, DDP's copy-back, ...),
+      user reference or view of it is alive).
 
-    so its entries off the blocks are still zero. Then only the blocks of the previous layout are zeroed
-    (none when the hard gates did not flip) before the new blocks are written. Otherwise a new zero tensor
-    is allocated, as without the buffer. Not detected: writes through ``.grad.data`` (a legacy alias with a
+    If it was not modified in place since it was written (its version counter, shared by every view and
+    ``detach()``, is unchanged), its entries off the blocks are still zero: only the blocks of the previous
+    layout are zeroed (none when the hard gates did not flip) before the new blocks are written. If it was
+    (gradient clipping, AMP unscaling, DDP's copy-back of the averaged gradient, ...), it is zero-filled
+    whole, which still saves the allocation and its page faults. Otherwise a new zero tensor is allocated,
+    as without the buffer. Not detected: writes through ``.grad.data`` (a legacy alias with a
     version counter of its own) that leave non-zeros off the blocks. A buffer is never pickled or copied
     (``deepcopy`` gives an empty one).
     """
@@ -247,8 +248,10 @@ class DenseGradBuffer:
         c_out, c_in, kh, kw = weight.shape
         a = self.alias
         if (a is not None and a.device == weight.device and a.dtype == weight.dtype
-                and a.shape == (c_out * c_in, kh, kw) and a._version == self.version and _storage_refs(a) == 1):
-            if self.blocks is not blocks:
+                and a.shape == (c_out * c_in, kh, kw) and _storage_refs(a) == 1):
+            if a._version != self.version:  # edited in place since: anything may be off the blocks
+                a.zero_()
+            elif self.blocks is not blocks:
                 a.index_fill_(0, self.blocks, 0)
         else:
             a = weight.new_zeros(c_out * c_in, kh, kw)
