@@ -239,3 +239,38 @@ def test_torch_compile_smoke() -> None:
     torch.testing.assert_close(y, y_eager, rtol=1e-4, atol=1e-5)
     for g, p in zip(grads, model.parameters()):
         torch.testing.assert_close(g, p.grad, rtol=1e-4, atol=1e-5)
+
+
+def test_unbatched_input_equals_masked() -> None:
+    """A 3-d (C, H, W) input, as ``F.conv2d`` takes it: the same output and gradients as the masked form."""
+    torch.manual_seed(3)
+    m = DGConv2d(16, 24, 3, stride=2).double()
+    m.set_gates([1, 0, 0], magnitude=1.0)
+    x = torch.randn(16, 7, 7, dtype=torch.float64)
+    gy = torch.randn(24, 4, 4, dtype=torch.float64)
+    ref, got = _step(m, "masked", x, gy), _step(m, "sparse", x, gy)
+    assert ref[0].shape == got[0].shape == (24, 4, 4)
+    for a, b in zip(got, ref):
+        assert _rel(a, b) <= 1e-12
+
+
+@pytest.mark.parametrize(("make", "words"), [
+    (lambda: torch.randn(2, 8, 5, 5), "to have 16 channels, but got 8"),
+    (lambda: torch.randn(2, 32, 5, 5), "to have 16 channels, but got 32"),
+    (lambda: torch.randn(1, 2, 16, 5, 5), "Expected 3D (unbatched) or 4D (batched)"),
+    (lambda: torch.randn(16, 5), "Expected 3D (unbatched) or 4D (batched)"),
+    (lambda: torch.randint(0, 3, (2, 16, 5, 5)), "floating-point"),
+    (lambda: torch.randn(2, 16, 5, 5, dtype=torch.float64), "should be the same"),
+])
+def test_inputs_the_masked_form_rejects_are_rejected(make, words: str) -> None:
+    """Where ``F.conv2d`` raises, the sparse form raises a RuntimeError too (never an out-of-range gather, a
+    silent cast, or an output from the wrong number of channels)."""
+    m = DGConv2d(16, 16, 3)
+    m.set_gates([1, 0, 1, 0], magnitude=1.0)
+    x = make()
+    with pytest.raises(RuntimeError):
+        m.impl = "masked"
+        m(x)
+    m.impl = "sparse"
+    with pytest.raises(RuntimeError, match=words.replace("(", r"\(").replace(")", r"\)")):
+        m(x)

@@ -52,8 +52,10 @@ Precision: under autocast the convolutions run in the autocast dtype (like the m
 ``F.conv2d``); S and all reductions are accumulated in the weight's dtype. ``torch.compile``: the
 layout depends on Python values of the hard gates, so the sparse path is excluded from graphs
 (``torch.compiler.disable``, a graph break); compiled models run it eagerly between graph pieces.
-Double backward is not supported (``once_differentiable``). Nothing depends on the rank, so DDP needs
-nothing special (the gates are an ``nn.Parameter`` kept identical across ranks by DDP).
+Double backward is not supported: a backward with ``create_graph=True`` raises a RuntimeError that names
+the masked form (gradients without a graph of their own would silently drop second-order terms). Nothing
+depends on the rank, so DDP needs nothing special (the gates are an ``nn.Parameter`` kept identical across
+ranks by DDP).
 """
 
 from __future__ import annotations
@@ -305,47 +307,57 @@ class SparseDGConvFunction(torch.autograd.Function):
         return y
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx, dy: Tensor):  # type: ignore[override]
-        xp, wg, weight = ctx.saved_tensors
-        layout: SparseLayout = ctx.layout
-        conv = ctx.conv
-        need_x, need_w, need_b, need_g = ctx.needs_input_grad[:4]
-        dx = dw = db = dg = gi = gw = None
-        with torch.autocast(dy.device.type, enabled=False):
-            dy = dy.to(wg.dtype)
-            dyp = dy if layout.out_perm is None else layout.out_perm.apply(dy)
-            shifted = need_g and layout.n_shifts and _shift_form(dy, weight, layout) == "weight"
-            if need_x or ((need_w or need_g) and not shifted):
-                gi, gw = _conv_backward(dyp, xp, wg, conv, layout.groups, need_x, (need_w or need_g) and not shifted)
-            s_blk = s_shift = None
-            if shifted:  # one weight gradient for the blocks and all shifted blocks together
-                w_all = _gather_rows(weight, layout.all_index, layout.all_out.index.numel())
-                _, gw_all = _conv_backward(layout.all_out(dy), xp, w_all.to(xp.dtype), conv,
-                                           layout.groups, False, True)
-                s_all = _kernel_dot(gw_all, w_all).view(layout.groups, 1 + layout.n_shifts, -1)
-                s_blk, s_shift = s_all[:, 0].reshape(-1), s_all[:, 1:].sum((0, 2))
-                gw = gw_all.reshape(layout.groups, 1 + layout.n_shifts, -1)[:, 0].reshape(wg.shape)
-            if need_x:
-                dx = (gi if layout.in_perm is None else layout.in_perm.invert(gi)).to(ctx.x_dtype)
-            if need_w:
-                kh, kw = weight.shape[2:]
-                dw = ctx.grad_buffer.take(weight, layout.block_index)
-                dw.index_copy_(0, layout.block_index, gw.reshape(-1, kh, kw).to(weight.dtype))
-                dw = ctx.grad_buffer.written(dw).view(weight.shape)
-            if need_b and ctx.has_bias:
-                db = dy.sum((0, 2, 3), dtype=weight.dtype)
-            if need_g:
-                if s_blk is None:
-                    w_blk = wg if wg.dtype == weight.dtype else _gather_rows(weight, layout.block_index, wg.shape[0])
-                    s_blk = _kernel_dot(gw, w_blk)  # S on the blocks
-                dg = s_blk @ layout.differs(weight.dtype)
-                if layout.n_shifts:
-                    if s_shift is None:
-                        s_shift = _shift_sums_forward(xp, weight, dy, layout, conv)
-                    dg = dg.index_add(0, layout.shift_gate, s_shift)
-                dg = dg.to(ctx.gates_dtype)
-        return dx, dw, db, dg, None, None, None, None, None
+        if torch.is_grad_enabled():  # create_graph=True: the gradients would silently lack their own graph
+            raise RuntimeError(DOUBLE_BACKWARD)
+        return _backward(ctx, dy)
+
+
+DOUBLE_BACKWARD = ("DGConv2d(impl='sparse') has no double backward (create_graph=True); use impl='masked' "
+                   "for higher-order gradients: mgnas.ops.set_dgconv_impl(model, 'masked')")
+
+
+def _backward(ctx, dy: Tensor) -> tuple[Optional[Tensor], ...]:
+    """The gradients of :class:`SparseDGConvFunction` (module docstring)."""
+    xp, wg, weight = ctx.saved_tensors
+    layout: SparseLayout = ctx.layout
+    conv = ctx.conv
+    need_x, need_w, need_b, need_g = ctx.needs_input_grad[:4]
+    dx = dw = db = dg = gi = gw = None
+    with torch.autocast(dy.device.type, enabled=False):
+        dy = dy.to(wg.dtype)
+        dyp = dy if layout.out_perm is None else layout.out_perm.apply(dy)
+        shifted = need_g and layout.n_shifts and _shift_form(dy, weight, layout) == "weight"
+        if need_x or ((need_w or need_g) and not shifted):
+            gi, gw = _conv_backward(dyp, xp, wg, conv, layout.groups, need_x, (need_w or need_g) and not shifted)
+        s_blk = s_shift = None
+        if shifted:  # one weight gradient for the blocks and all shifted blocks together
+            w_all = _gather_rows(weight, layout.all_index, layout.all_out.index.numel())
+            _, gw_all = _conv_backward(layout.all_out(dy), xp, w_all.to(xp.dtype), conv,
+                                       layout.groups, False, True)
+            s_all = _kernel_dot(gw_all, w_all).view(layout.groups, 1 + layout.n_shifts, -1)
+            s_blk, s_shift = s_all[:, 0].reshape(-1), s_all[:, 1:].sum((0, 2))
+            gw = gw_all.reshape(layout.groups, 1 + layout.n_shifts, -1)[:, 0].reshape(wg.shape)
+        if need_x:
+            dx = (gi if layout.in_perm is None else layout.in_perm.invert(gi)).to(ctx.x_dtype)
+        if need_w:
+            kh, kw = weight.shape[2:]
+            dw = ctx.grad_buffer.take(weight, layout.block_index)
+            dw.index_copy_(0, layout.block_index, gw.reshape(-1, kh, kw).to(weight.dtype))
+            dw = ctx.grad_buffer.written(dw).view(weight.shape)
+        if need_b and ctx.has_bias:
+            db = dy.sum((0, 2, 3), dtype=weight.dtype)
+        if need_g:
+            if s_blk is None:
+                w_blk = wg if wg.dtype == weight.dtype else _gather_rows(weight, layout.block_index, wg.shape[0])
+                s_blk = _kernel_dot(gw, w_blk)  # S on the blocks
+            dg = s_blk @ layout.differs(weight.dtype)
+            if layout.n_shifts:
+                if s_shift is None:
+                    s_shift = _shift_sums_forward(xp, weight, dy, layout, conv)
+                dg = dg.index_add(0, layout.shift_gate, s_shift)
+            dg = dg.to(ctx.gates_dtype)
+    return dx, dw, db, dg, None, None, None, None, None
 
 
 def _shift_form(dy: Tensor, weight: Tensor, layout: SparseLayout) -> str:

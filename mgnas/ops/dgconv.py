@@ -326,8 +326,28 @@ def set_dgconv_impl(module: nn.Module, impl: str) -> int:
     return changed
 
 
+def _check_sparse_input(m: DGConv2d, x: Tensor) -> None:
+    """The errors ``F.conv2d`` (the masked form) raises for an input it cannot take, as RuntimeErrors with
+    torch's wording: the sparse form would otherwise gather out of range, or cast the input silently."""
+    if x.dim() not in (3, 4):
+        raise RuntimeError(f"Expected 3D (unbatched) or 4D (batched) input to conv2d, but got input of size: "
+                           f"{list(x.shape)}")
+    if x.shape[-3] != m.in_channels:
+        raise RuntimeError(f"Given groups=1, weight of size {list(m.weight.shape)}, expected input{list(x.shape)} "
+                           f"to have {m.in_channels} channels, but got {x.shape[-3]} channels instead")
+    if not x.is_floating_point():
+        raise RuntimeError(f"DGConv2d expects a floating-point input, got {x.dtype}")
+    if x.device != m.weight.device:
+        raise RuntimeError(f"Input device ({x.device}) and weight device ({m.weight.device}) should be the same")
+    if x.dtype != m.weight.dtype and not torch.is_autocast_enabled(x.device.type):
+        raise RuntimeError(f"Input type ({x.dtype}) and weight type ({m.weight.dtype}) should be the same")
+
+
 @torch.compiler.disable  # the layout depends on Python values of the hard gates: run eagerly, not traced
 def _sparse_forward(m: DGConv2d, x: Tensor) -> Tensor:
+    _check_sparse_input(m, x)
+    if x.dim() == 3:  # unbatched, as F.conv2d takes it
+        return _sparse_forward(m, x.unsqueeze(0)).squeeze(0)
     buffer = m.__dict__.get("_grad_buffer")
     if buffer is None:
         buffer = m.__dict__["_grad_buffer"] = DenseGradBuffer()
