@@ -195,3 +195,14 @@ def test_channels_last_model_keeps_dgconv_weights_contiguous_and_exact() -> None
         net(x).square().mean().backward()
     for a, b in zip(nets["sparse"].parameters(), nets["masked"].parameters()):
         assert _rel(a.grad, b.grad) < 1e-9
+
+
+def test_moving_the_module_drops_the_buffer() -> None:
+    net = _net("sparse")
+    _loss(net, 0).backward()
+    assert all("_grad_buffer" in m.__dict__ for m in _dgconvs(net))
+    net.float()
+    assert not any("_grad_buffer" in m.__dict__ for m in _dgconvs(net))
+    net.zero_grad(set_to_none=True)
+    net(_data(1).float()).square().mean().backward()
+    assert all(m.weight.grad.dtype == torch.float32 for m in _dgconvs(net))

@@ -155,8 +155,11 @@ class DGConv2d(nn.Module):
         NCHW-contiguous again: ``model.to(memory_format=torch.channels_last)`` (``train.channels_last``) would
         make it channels_last, and the sparse form gathers its blocks from the contiguous layout (a channels_last
         weight was copied whole on every step: 1.96x instead of 1.27x ResNeXt-50's step on CPU). Channels_last
-        activations are unaffected (the convolutions take their layout from the input)."""
+        activations are unaffected (the convolutions take their layout from the input). The sparse form's reused
+        weight gradient (:class:`~mgnas.ops._dgconv_sparse.DenseGradBuffer`) is dropped: it would keep the old
+        device's or dtype's memory alive."""
         super()._apply(fn, recurse)
+        self.__dict__.pop("_grad_buffer", None)
         w = self.weight
         if not w.is_contiguous():
             w.data = w.data.contiguous()
