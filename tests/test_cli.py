@@ -1,6 +1,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -126,7 +127,10 @@ def test_internal_error_is_one_line_traceback_on_request(capsys, monkeypatch):
     monkeypatch.delenv("MGNAS_DEBUG", raising=False)
     assert main(["models"]) == 1
     out, lines = _err_lines(capsys)
-    assert len(lines) == 1 and "internal error: RuntimeError: boom" in lines[0] and "MGNAS_DEBUG" in lines[0]
+    assert len(lines) == 1 and "internal error: RuntimeError: boom" in lines[0] and "traceback in " in lines[0]
+    saved = Path(lines[0].rsplit("traceback in ", 1)[1].rstrip(")"))
+    assert "Traceback" in saved.read_text() and "second line" in saved.read_text()  # no rerun needed for a report
+    saved.unlink()
     monkeypatch.setenv("MGNAS_DEBUG", "1")
     assert main(["models"]) == 1
     assert "Traceback" in capsys.readouterr().err

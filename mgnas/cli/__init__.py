@@ -128,14 +128,32 @@ _PATH_ERRNOS = {errno.ENAMETOOLONG, errno.ELOOP, errno.EEXIST, errno.ENOTEMPTY, 
 
 
 def _internal(name: str, err: BaseException) -> int:
-    """An internal failure: one line (exit 1); the traceback too when ``MGNAS_DEBUG=1``."""
-    if os.environ.get("MGNAS_DEBUG") == "1":
-        import traceback
+    """An internal failure: one line (exit 1) that names a file holding the traceback, for a bug report without
+    rerunning a long job; the traceback is printed too when ``MGNAS_DEBUG=1``."""
+    import traceback
 
+    if os.environ.get("MGNAS_DEBUG") == "1":
         traceback.print_exception(err)
-    print(f"mgnas {name}: internal error: {type(err).__name__}: {_one_line(err)} "
-          "(set MGNAS_DEBUG=1 for the traceback)", file=sys.stderr)
+    where = "set MGNAS_DEBUG=1 for the traceback"
+    saved = _save_traceback(name, "".join(traceback.format_exception(err)))
+    if saved is not None:
+        where = f"traceback in {saved}"
+    print(f"mgnas {name}: internal error: {type(err).__name__}: {_one_line(err)} ({where})", file=sys.stderr)
     return EXIT_INTERNAL
+
+
+def _save_traceback(name: str, text: str) -> str | None:
+    """Write ``text`` to a new file in the temporary directory; its path, or None when that fails."""
+    import tempfile
+    import time
+
+    try:
+        fd, path = tempfile.mkstemp(prefix=f"mgnas-{name}-{time.strftime('%Y%m%d-%H%M%S')}-", suffix=".txt")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(f"mgnas {' '.join(sys.argv[1:])}\n{text}")
+    except OSError:
+        return None
+    return path
 
 
 def _main(argv: Sequence[str] | None) -> int:
