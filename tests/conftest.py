@@ -86,3 +86,20 @@ def pytest_xdist_make_scheduler(config, log):
             return _scope(nodeid)
 
     return SharedFixtureScheduling(config, log)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Keep :data:`SHARED_FIXTURE_TESTS` true: a test that uses one of its fixtures but is not listed (say, after a
+    rename) would silently run that fixture once more on another worker, and a listed test must use its fixture."""
+    shared = set(SHARED_FIXTURE_TESTS.values())
+    wrong = []
+    for item in items:
+        module, name = item.path.name, item.originalname if hasattr(item, "originalname") else item.name
+        if module in SHARED_FIXTURE_MODULES:
+            continue
+        listed = SHARED_FIXTURE_TESTS.get((module, name))
+        used = shared.intersection(getattr(item, "fixturenames", ()))
+        if (listed is None and used) or (listed is not None and listed not in used):
+            wrong.append(f"{module}::{name} (uses {sorted(used) or 'none'}, listed for {listed})")
+    if wrong:
+        raise pytest.UsageError("tests/conftest.py SHARED_FIXTURE_TESTS is out of date: " + "; ".join(wrong))
