@@ -43,10 +43,10 @@ when nothing else holds it (:class:`DenseGradBuffer`: only the blocks are writte
 allocated and zero-filled per layer and step).
 
 Layouts (orders, block and shift index tensors) depend only on the hard pattern: they are built once per
-(shape, pattern, device) and cached (:func:`sparse_layout`). Channel permutations gather whole H·W planes
-(:class:`ChannelIndex`; measured no slower than the reshape/transpose of the mixed-radix digit axes, for NCHW
-and channels_last tensors alike), and are
-skipped entirely when the groups are already contiguous (e.g. the sorted pattern [0, …, 0, 1, …, 1]).
+(shape, pattern, device) and cached (:func:`sparse_layout`). Channel permutations are gathers of the channel
+axis (:class:`~mgnas.ops._channels.ChannelIndex`: whole H·W planes of NCHW tensors, the last axis of the NHWC
+view of channels_last ones; measured no slower than the reshape/transpose of the mixed-radix digit axes), and
+are skipped entirely when the groups are already contiguous (e.g. the sorted pattern [0, …, 0, 1, …, 1]).
 
 Precision: under autocast the convolutions run in the autocast dtype (like the masked form's
 ``F.conv2d``); S and all reductions are accumulated in the weight's dtype. ``torch.compile``: the
@@ -217,13 +217,12 @@ class DenseGradBuffer:
     """The dense ∂L/∂W of one sparse DGConv, reused from step to step instead of allocated and zero-filled.
 
     ∂L/∂W is dense by contract but zero off the current blocks (C_in·C_out/G of C_in·C_out·k² entries).
-    Allocating and zero-filling it every step cost G-ResNeXt-50 about 28 ms of a 560 ms CPU step (45M
-    weights: a memset plus the page faults of a fresh 180 MB). This buffer keeps the storage of the last
-    gradient it handed out (as a view of its own, so autograd's AccumulateGrad still takes the returned
-    tensor as ``.grad`` without a copy) and hands it out again when that is safe:
-
-    * nobody else holds the storage (``.grad`` was reset to None by ``zero_grad(set_to_none=True)`` and no
-      user reference or view of it is alive).
+    Allocating and zero-filling it every step (45M weights in G-ResNeXt-50: a memset plus the page faults of
+    a fresh 180 MB) took its CPU step from 1.32x to 1.35x ResNeXt-50's (``bench_sparse_step.py``). This
+    buffer keeps the storage of the last gradient it handed out (as a view of its own, so autograd's
+    AccumulateGrad still takes the returned tensor as ``.grad`` without a copy) and hands it out again when
+    nobody else holds that storage (``.grad`` was reset to None by ``zero_grad(set_to_none=True)``, or
+    accumulated into, and no user reference or view of it is alive).
 
     If it was not modified in place since it was written (its version counter, shared by every view and
     ``detach()``, is unchanged), its entries off the blocks are still zero: only the blocks of the previous
