@@ -20,7 +20,8 @@ from torch import Tensor
 
 def _eager() -> bool:
     """False while any tracer, scripter or exporter is recording the forward."""
-    fx_tracing = getattr(torch.fx._symbolic_trace, "is_fx_symbolic_tracing", None)
+    fx = torch.fx._symbolic_trace
+    fx_tracing = getattr(fx, "is_fx_symbolic_tracing", None) or getattr(fx, "is_fx_tracing", None)  # older torch
     return not (torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export()
                 or (fx_tracing is not None and fx_tracing()))
 
