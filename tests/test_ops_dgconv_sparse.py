@@ -274,3 +274,25 @@ def test_inputs_the_masked_form_rejects_are_rejected(make, words: str) -> None:
     m.impl = "sparse"
     with pytest.raises(RuntimeError, match=words.replace("(", r"\(").replace(")", r"\)")):
         m(x)
+
+
+def test_torch_func_transforms_run_and_equal_autograd() -> None:
+    """Inside torch.func transforms (grad, vmap) the masked form runs in place of the sparse one: the gradients
+    equal plain autograd's, for either impl."""
+    torch.manual_seed(4)
+    m = DGConv2d(16, 16, 3).double()
+    m.set_gates([1, 0, 1, 0], magnitude=1.0)
+    x = torch.randn(2, 16, 5, 5, dtype=torch.float64)
+    params = {k: v.detach() for k, v in m.named_parameters()}
+    m.zero_grad(set_to_none=True)
+    y = m(x)
+    y.square().sum().backward()
+    m.__dict__.pop("_grad_buffer")
+    for impl in ("sparse", "masked"):
+        m.impl = impl
+        got = torch.func.grad(lambda p: torch.func.functional_call(m, p, (x,)).square().sum())(params)
+        for name, p in m.named_parameters():
+            assert _rel(got[name], p.grad) <= 1e-12, (impl, name)
+        ys = torch.func.vmap(lambda xi: m(xi.unsqueeze(0)).squeeze(0))(x)
+        assert _rel(ys, y) <= 1e-12
+        assert "_grad_buffer" not in m.__dict__  # the sparse Function never ran under the transforms

@@ -40,7 +40,8 @@ attribute, so a model can switch between steps; :func:`set_dgconv_impl` sets it 
   that gradient (gates at 1) and one extra grouped conv over the blocks shifted along each gate-0 digit
   (gates at 0). About (1 + Σ_{k: g_k = 0}(r_k − 1))/G of the masked form's weight-gradient work. The
   derivation is in :mod:`mgnas.ops._dgconv_sparse`. Layouts are cached per hard gate pattern.
-* ``"masked"``: the paper's form, ``conv2d(x, W ⊙ U)`` with autograd through U (the reference).
+* ``"masked"``: the paper's form, ``conv2d(x, W ⊙ U)`` with autograd through U (the reference). It also runs in
+  place of ``"sparse"`` inside ``torch.func`` transforms, which cannot transform the sparse Function.
 
 Initialisation: the weight as the conv it replaces in torchvision's ResNets and in the public G-ResNeXt
 code, ``nn.init.kaiming_normal_(w, mode="fan_out", nonlinearity="relu")`` (std sqrt(2 / (C_out·k²)), the
@@ -253,7 +254,7 @@ class DGConv2d(nn.Module):
         return layout
 
     def forward(self, x: Tensor) -> Tensor:
-        if self._impl == "sparse":
+        if self._impl == "sparse" and not _functorch_active():
             return _sparse_forward(self, x)
         u = self.relation().to(self.weight.dtype)
         return F.conv2d(x, self.weight * u[:, :, None, None], self.bias, self.stride, self.padding, self.dilation)
@@ -327,6 +328,14 @@ def set_dgconv_impl(module: nn.Module, impl: str) -> int:
             m.impl = impl
             changed += 1
     return changed
+
+
+def _functorch_active() -> bool:
+    """True inside ``torch.func`` transforms (``grad``, ``vmap``, ``jacrev``, ...). The sparse form is a classic
+    ``autograd.Function`` with a Python-side layout, which functorch cannot transform; there the masked form
+    runs instead: the same values and gradients, at the masked form's cost."""
+    active = getattr(torch._C, "_are_functorch_transforms_active", None)
+    return bool(active is not None and active())
 
 
 def _check_sparse_input(m: DGConv2d, x: Tensor) -> None:
