@@ -94,7 +94,7 @@ def pytest_collection_modifyitems(config, items):
     shared = set(SHARED_FIXTURE_TESTS.values())
     wrong = []
     for item in items:
-        module, name = item.path.name, item.originalname if hasattr(item, "originalname") else item.name
+        module, name = item.path.name, getattr(item, "originalname", item.name)
         if module in SHARED_FIXTURE_MODULES:
             continue
         listed = SHARED_FIXTURE_TESTS.get((module, name))

@@ -80,35 +80,22 @@ class ChannelPerm:
     The channel axis is viewed as ``sizes`` (most significant first); ``dims`` is the new order of those
     axes. ``apply`` gathers (``out[:, c] = x[:, index[c]]``), ``invert`` scatters back, both with a channel
     gather (:class:`ChannelIndex`, which keeps NCHW and channels_last layouts). The reshape/transpose of the
-    digit axes (``transpose=True``) computes the same; measured on CPU (``bench_dgconv.py``,
-    ``bench_sparse_step.py``) it was never faster: about as fast for NCHW, slower for channels_last tensors
-    in G-ResNeXt-50's step (1.46x vs 1.43x ResNeXt-50's).
+    digit axes computes the same; measured on CPU it was never faster: about as fast for NCHW
+    (``bench_dgconv.py``), slower for channels_last tensors in G-ResNeXt-50's step (1.46x vs 1.43x
+    ResNeXt-50's, ``bench_sparse_step.py``).
     """
 
     def __init__(self, sizes: tuple[int, ...], dims: tuple[int, ...], device: torch.device) -> None:
         self.sizes, self.dims = sizes, dims
-        self.inv_dims = tuple(sorted(range(len(dims)), key=dims.__getitem__))
         self.index = torch.arange(math.prod(sizes)).reshape(sizes).permute(dims).reshape(-1)  # CPU, for reference
         self.gather = ChannelIndex(self.index.to(device))
         self.scatter = ChannelIndex(torch.argsort(self.index).to(device))
 
-    def _move(self, x: Tensor, sizes: Sequence[int], dims: Sequence[int], index: ChannelIndex,
-              transpose: bool = False) -> Tensor:
-        if not transpose:
-            return index(x)
-        channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
-        n, c, h, w = x.shape
-        if not channels_last:
-            t = x.reshape(n, *sizes, h * w).permute(0, *(1 + d for d in dims), len(sizes) + 1)
-            return t.reshape(n, c, h, w)
-        t = x.permute(0, 2, 3, 1).reshape(n * h * w, *sizes)
-        return t.permute(0, *(1 + d for d in dims)).reshape(n, h, w, c).permute(0, 3, 1, 2)
-
     def apply(self, x: Tensor) -> Tensor:
-        return self._move(x, self.sizes, self.dims, self.gather)
+        return self.gather(x)
 
     def invert(self, x: Tensor) -> Tensor:
-        return self._move(x, tuple(self.sizes[d] for d in self.dims), self.inv_dims, self.scatter)
+        return self.scatter(x)
 
 
 def _digit_perm(per: int, radices: Sequence[int], pattern: Sequence[int],
